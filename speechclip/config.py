@@ -1,0 +1,233 @@
+"""Typed configuration for every model family, with named presets that override only what differs.
+
+Defaults are the paper's values (shared/reference §§1-5 of the official code); presets change only what a
+scale or model family needs. Unknown keys raise, so a typo in an override never passes silently.
+Introduced in notebooks/00_setup_and_data.ipynb and used everywhere after it.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+FAMILIES = ("parallel", "cascaded", "cascaded_plus", "hybrid", "hybrid_plus")
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/synthetic_cpu"  # a Flickr8k-layout folder (real or synthetic) or a SpokenCOCO root
+    format: str = "flickr8k"  # "flickr8k" | "spokencoco"
+    sample_rate: int = 16000  # HuBERT's rate (§1.2)
+    max_audio_seconds: float = 6.4  # train-time random crop to 102,400 samples (§1.2)
+    normalize_waveform: bool = False  # dataset-level utterance LayerNorm: off in SpeechCLIP, on in SpeechCLIP+ base (§1.2)
+    batch_size: int = 256  # total across GPUs (§2.2)
+    eval_batch_size: int = 64
+    num_workers: int = 0
+    on_error: str = "raise"  # "raise" | "skip" (skips are counted and reported, never silent)
+
+
+@dataclass
+class SpeechEncoderConfig:
+    name: str = "facebook/hubert-base-ls960"  # hub name, a local save_pretrained folder, or "pocket"
+    normalize_hiddenstates: bool = False  # parameter-free LN per layer before the weighted sum: large only (§1.1)
+    finetune_top_layers: int = 0  # 0 = fully frozen as in the paper; >0 only for the offline pocket option
+
+
+@dataclass
+class ClipConfig:
+    name: str = "ViT-B-32"  # open_clip model name, or "pocket"
+    pretrained: str = "openai"  # open_clip tag or a local checkpoint path (OpenAI weights need QuickGELU)
+    reduce_vocab: bool = True  # keep only the corpus's subwords, ordered by frequency (§1.3, §4.4)
+
+
+@dataclass
+class ModelConfig:
+    family: str = "parallel"  # one of FAMILIES
+    # parallel branch (§3): CLS + one post-LN transformer layer + final LN + Linear(D_a -> D)
+    parallel_layers: int = 1
+    parallel_heads: int = 8
+    ffn_mult: int = 4  # FFN width = 4 * d_model (3072 base, 4096 large)
+    dropout: float = 0.1
+    # cascaded branch (§4): K CLS tokens + one MHA+LN block, BN, cosine VQ, frozen CLIP text encoder
+    num_keywords: int = 8
+    cascaded_heads: int = 1
+    vq_temperature: float = 0.1  # fixed softmax temperature of the straight-through VQ (§4.3)
+    bn_init: str = "intended"  # "intended" (per-dimension stats) | "reference" (the official permuted init, §4.2)
+    # loss (§2.1)
+    temperature_init: float = 0.07
+    temperature_trainable: bool = False  # fixed for base, learnable for large
+    cascaded_weight: float = 1.0
+    parallel_weight: float = 1.0
+    # SpeechCLIP+ CIF (§5), used by cascaded_plus / hybrid_plus
+    cif_threshold: float = 1.0
+    cif_conv_layers: int = 1
+    cif_conv_width: int = 3
+    cif_dropout: float = 0.1  # the official code uses 0.5 by accident (pitfall 5)
+    cif_frames_per_token: int = 20  # quantity target round(T / 20) (§5.2)
+    quantity_weight: float = 0.25
+    cif_scaling_steps: int = 5000
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 1e-4  # Adam (§2.2)
+    weight_decay: float = 1e-6
+    warmup_steps: int = 5000
+    max_steps: int = 50000
+    final_lr_ratio: float = 1e-4  # linear decay to lr * 1e-4 at max_steps
+    grad_clip: float = 4.0
+    precision: str = "auto"  # "auto" = fp16 autocast on CUDA, fp32 on CPU; "fp32" forces fp32
+    seed: int = 7122
+    eval_every: int = 0  # optimizer steps between validations; 0 = once per epoch
+    log_every: int = 10
+    cache_features: bool = True  # run the frozen speech encoder once per corpus and train on its outputs
+
+
+@dataclass
+class PocketHubertConfig:
+    """A HuBERT small enough to pretrain on a 2-core CPU, same recipe as HuBERT iteration one."""
+
+    hidden_size: int = 192
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 768
+    conv_dim: tuple = (64, 64, 64, 64, 64, 64, 64)
+    conv_kernel: tuple = (10, 3, 3, 3, 3, 2, 2)  # HuBERT's kernels and strides: 320 samples per frame
+    conv_stride: tuple = (5, 2, 2, 2, 2, 2, 2)
+    num_clusters: int = 100  # k-means on MFCCs, HuBERT iteration one
+    mask_prob: float = 0.08  # fraction of frames that start a masked span (HuBERT: 0.08, span 10)
+    mask_length: int = 10
+    steps: int = 1500
+    batch_size: int = 16
+    lr: float = 5e-4
+    max_seconds: float = 4.0
+    seed: int = 0
+
+
+@dataclass
+class PocketClipConfig:
+    """A CLIP small enough to train on a 2-core CPU, with the real CLIP BPE tokenizer."""
+
+    embed_dim: int = 192
+    image_size: int = 64
+    patch_size: int = 8
+    vision_width: int = 192
+    vision_layers: int = 4
+    text_width: int = 192  # = embed_dim so keyword and parallel projections share one width, as in ViT-B/32
+    text_layers: int = 4
+    heads: int = 4
+    context_length: int = 77
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    speech: SpeechEncoderConfig = field(default_factory=SpeechEncoderConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    pocket_hubert: PocketHubertConfig = field(default_factory=PocketHubertConfig)
+    pocket_clip: PocketClipConfig = field(default_factory=PocketClipConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self, *sections: str) -> str:
+        """Short stable hash of the named sections (all when none), used as a cache key."""
+        d = self.to_dict()
+        picked = {k: d[k] for k in (sections or d.keys())}
+        return hashlib.sha1(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# Each preset overrides only what differs from the paper's base defaults above.
+PRESETS: dict[str, dict[str, Any]] = {
+    "base": {},  # HuBERT Base + ViT-B/32 on Flickr8k (§3, §4.6)
+    "large": {  # HuBERT Large + ViT-L/14 (§4.6)
+        "speech": {"name": "facebook/hubert-large-ll60k", "normalize_hiddenstates": True},
+        "clip": {"name": "ViT-L-14"},
+        "model": {"temperature_trainable": True},
+    },
+    "pocket": {  # offline default: synthetic corpus, pocket backbones, CPU-sized schedule
+        "data": {"root": "data/synthetic_cpu", "batch_size": 128},
+        "speech": {"name": "pocket"},
+        "clip": {"name": "pocket", "pretrained": ""},
+        "train": {"warmup_steps": 100, "max_steps": 1500, "lr": 5e-4},
+    },
+    "smoke": {  # seconds on a CPU: tests and papermill smoke runs
+        "data": {"root": "data/synthetic_smoke", "batch_size": 16, "eval_batch_size": 16},
+        "speech": {"name": "pocket"},
+        "clip": {"name": "pocket", "pretrained": ""},
+        "train": {"warmup_steps": 2, "max_steps": 6, "lr": 5e-4},
+        "pocket_hubert": {"steps": 20, "num_clusters": 20, "batch_size": 4},
+        "pocket_clip": {"epochs": 2, "batch_size": 16},
+    },
+}
+
+# Per-family differences from the parallel defaults (§3-§5).
+FAMILY_OVERRIDES: dict[str, dict[str, Any]] = {
+    "parallel": {},
+    "cascaded": {},
+    "cascaded_plus": {"data": {"normalize_waveform": True}},
+    "hybrid": {"model": {"temperature_trainable": True}},
+    "hybrid_plus": {"model": {"temperature_trainable": True, "cascaded_heads": 8}},
+}
+
+
+def _merge(obj: Any, overrides: dict[str, Any], path: str = "") -> None:
+    for key, value in overrides.items():
+        if not hasattr(obj, key) or key.startswith("_"):
+            valid = ", ".join(f.name for f in dataclasses.fields(obj))
+            raise KeyError(f"unknown config key '{path}{key}'; valid keys here: {valid}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise TypeError(f"config section '{path}{key}' must be a dict, got {type(value).__name__}")
+            _merge(current, value, f"{path}{key}.")
+        else:
+            setattr(obj, key, tuple(value) if isinstance(current, tuple) else value)
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """Turn {"train.lr": 1e-3} into {"train": {"lr": 1e-3}}; nested dicts pass through."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            out.setdefault(head, {})
+            out[head].update(_nest({rest: value}))
+        elif isinstance(value, dict):
+            out.setdefault(head, {}).update(value)
+        else:
+            out[head] = value
+    return out
+
+
+def load_config(preset: str = "pocket", family: str = "parallel", overrides: dict | None = None, **kw) -> Config:
+    """Build a Config: paper defaults, then the preset, then the model family, then explicit overrides.
+
+    Overrides may be nested dicts or dotted keys: load_config("smoke", "cascaded", {"train.max_steps": 3}).
+    """
+    if preset not in PRESETS:
+        raise KeyError(f"unknown preset '{preset}'; choose one of {sorted(PRESETS)}")
+    if family not in FAMILIES:
+        raise KeyError(f"unknown model family '{family}'; choose one of {FAMILIES}")
+    cfg = Config()
+    _merge(cfg, copy.deepcopy(PRESETS[preset]))
+    _merge(cfg, copy.deepcopy(FAMILY_OVERRIDES[family]))
+    cfg.model.family = family
+    _merge(cfg, _nest({**(overrides or {}), **kw}))
+    return cfg
+
+
+def config_from_dict(d: dict) -> Config:
+    """Rebuild a Config saved with Config.to_dict() (checkpoints, metrics files)."""
+    cfg = Config()
+    _merge(cfg, d)
+    return cfg

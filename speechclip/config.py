@@ -83,6 +83,7 @@ class TrainConfig:
     seed: int = 7122
     eval_every: int = 0  # optimizer steps between validations; 0 = once per epoch
     log_every: int = 10
+    checkpoint_every: int = 0  # optimizer steps between resumable checkpoints; 0 = end of each epoch only
     cache_features: bool = True  # run the frozen speech encoder once per corpus and train on its outputs
 
 

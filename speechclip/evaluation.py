@@ -1,0 +1,81 @@
+"""Evaluate a model on a split: speech<->image recall, zero-shot speech<->text recall, keyword hit rate (§7).
+
+Introduced in notebooks/10_parallel.ipynb and notebooks/11_cascaded.ipynb.
+"""
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from speechclip.metrics import keyword_hit_rate, mutual_retrieval, paired_retrieval
+
+NEIGHBOURS = 5  # keyword hit: top-5 nearest subwords (§7.2, detokenized_K_neighbors)
+
+
+@torch.no_grad()
+def embed_split(model, dataset, collate, batch_size: int = 64) -> dict:
+    """Every utterance's model outputs, stacked: speech_embeds (N, D), image_embeds, image_ids, texts, keywords."""
+    model.eval()
+    device = next(p for p in model.parameters()).device
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    keep = ("speech_embeds", "parallel_embeds", "cascaded_embeds", "keyword_embeds", "keyword_ids")
+    rows: dict[str, list] = {k: [] for k in (*keep, "image_embeds", "image_ids", "loss")}
+    texts, uids = [], []
+    for batch in tqdm(loader, desc="embedding", leave=False):
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        out = model(batch)
+        for k in keep:
+            if k in out:
+                rows[k].append(out[k].float().cpu())
+        image_embeds = batch.get("image_embeds")
+        rows["image_embeds"].append((image_embeds if image_embeds is not None else
+                                     model.encode_image(batch["images"])).float().cpu())
+        rows["image_ids"].append(batch["image_ids"].cpu())
+        rows["loss"].append(out["loss"].float().cpu()[None])
+        texts += batch["texts"]
+        uids += batch["uids"]
+    out = {k: torch.cat(v) for k, v in rows.items() if v}
+    out.update(texts=texts, uids=uids)
+    return out
+
+
+def keyword_neighbours(model, keyword_embeds: torch.Tensor, n: int = NEIGHBOURS) -> torch.Tensor:
+    """(N, K, D_t) keywords -> (N, K, n) original CLIP ids of the n nearest non-special subwords by cosine."""
+    vocab = torch.nn.functional.normalize(model.clip.vocab_embeds.float().cpu(), dim=-1)
+    scores = torch.nn.functional.normalize(keyword_embeds, dim=-1) @ vocab.t()  # (N, K, V)
+    scores[..., list(model.clip.special_vocab_positions)] = float("-inf")
+    positions = scores.topk(n, dim=-1).indices
+    return model.clip.vocab_ids.cpu()[positions]
+
+
+def caption_subwords(model, texts: list[str]) -> list[set]:
+    """Each caption's CLIP subword ids without padding, SOT and EOT (the fixed reference set, pitfall 16)."""
+    ids = model.clip.tokenize(texts)
+    special = {0, *model.clip.vocab_ids.cpu()[list(model.clip.special_vocab_positions)].tolist()}
+    return [set(row.tolist()) - special for row in ids]
+
+
+@torch.no_grad()
+def evaluate(model, dataset, collate, batch_size: int = 64, text_retrieval: bool = True) -> dict:
+    """All metrics of one split in one dict (recall in percent; 'loss' is the mean batch loss)."""
+    emb = embed_split(model, dataset, collate, batch_size)
+    metrics = {"loss": emb["loss"].mean().item()}
+    metrics.update(mutual_retrieval(emb["speech_embeds"], emb["image_embeds"], emb["image_ids"]))
+    if text_retrieval:
+        text_embeds = torch.cat([model.encode_text(emb["texts"][i: i + 256]).float().cpu()
+                                 for i in range(0, len(emb["texts"]), 256)])
+        metrics.update(paired_retrieval(emb["speech_embeds"], text_embeds, "speech", "text"))
+    if "keyword_embeds" in emb:
+        neighbours = keyword_neighbours(model, emb["keyword_embeds"])
+        metrics.update(keyword_hit_rate(neighbours, caption_subwords(model, emb["texts"])))
+    return metrics
+
+
+def keyword_table(model, emb: dict, rows: int = 10) -> list[dict]:
+    """The first `rows` utterances' caption beside the subword each keyword slot selected."""
+    table = []
+    for i in range(min(rows, len(emb["texts"]))):
+        words = model.clip.decode_vocab(emb["keyword_ids"][i].tolist())
+        table.append({"uid": emb["uids"][i], "caption": emb["texts"][i],
+                      **{f"kw_{k + 1}": w for k, w in enumerate(words)}})
+    return table

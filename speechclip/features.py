@@ -1,0 +1,158 @@
+"""Frozen-encoder outputs computed once per corpus split and reused, so CPU training runs only what trains.
+
+The speech encoder and CLIP are frozen (§1.5), so their outputs for a fixed utterance never change: all L+1
+hidden states are stored as float16 in one memory-mapped file per split, and each image's CLIP embedding once.
+The training-time 6.4 s crop (§1.2) becomes a crop of 320 frames (50 frames/s); frames near the crop edge saw
+the full context, a documented difference from cropping the waveform. Introduced in notebooks/10_parallel.ipynb.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+FRAMES_PER_SECOND = 50  # HuBERT: 320 samples per frame at 16 kHz
+
+
+def corpus_fingerprint(dataset) -> str:
+    """Hash of the split's utterance list and file sizes: a changed corpus never reuses a stale cache."""
+    h = hashlib.sha1()
+    for utt in dataset.utterances:
+        path = Path(utt.wav_path)
+        h.update(f"{utt.uid}|{utt.image_id}|{path.stat().st_size if path.exists() else -1}".encode())
+    return h.hexdigest()[:12]
+
+
+class FeatureStore:
+    """Memory-mapped hidden states (total_frames, L+1, D_a) of one split, with its utterance index."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.index = json.loads((self.directory / "index.json").read_text())
+        shape = (self.index["total_frames"], self.index["num_states"], self.index["dim"])
+        self.hidden = np.memmap(self.directory / "hidden.f16", dtype=np.float16, mode="r", shape=shape)
+        self.offsets = np.asarray(self.index["offsets"])
+        self.lengths = np.asarray(self.index["lengths"])
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        """(T, L+1, D_a) float32 hidden states of utterance i."""
+        start = self.offsets[i]
+        return torch.from_numpy(np.array(self.hidden[start: start + self.lengths[i]], dtype=np.float32))
+
+    @staticmethod
+    def exists(directory: str | Path) -> bool:
+        return (Path(directory) / "index.json").exists()
+
+
+@torch.no_grad()
+def compute_features(speech_encoder, dataset, directory: str | Path, batch_size: int = 16) -> FeatureStore:
+    """Run the frozen encoder over every utterance (longest first, so the memory peak comes early)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    order = np.argsort(-np.asarray(dataset.lengths()), kind="stable")
+    offsets, lengths, total, shape = [0] * len(dataset), [0] * len(dataset), 0, None
+    device = next(speech_encoder.parameters()).device
+    with open(directory / "hidden.f16", "wb") as fh:  # appended in processing order; offsets map it back
+        for start in tqdm(range(0, len(order), batch_size), desc=f"features {directory.parent.name}", leave=False):
+            idx = order[start: start + batch_size].tolist()
+            wavs = [dataset[i]["wav"] for i in idx]
+            lens = torch.tensor([len(w) for w in wavs])
+            padded = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True)
+            hidden, feat_lens = speech_encoder(padded.to(device), lens.to(device))  # (L+1, B, T, D_a)
+            for b, i in enumerate(idx):
+                utt = hidden[:, b, : int(feat_lens[b])].transpose(0, 1).half().cpu().numpy()  # (T, L+1, D_a)
+                fh.write(utt.tobytes())
+                offsets[i], lengths[i], shape = total, utt.shape[0], utt.shape[1:]
+                total += utt.shape[0]
+    index = {"total_frames": total, "num_states": int(shape[0]), "dim": int(shape[1]),
+             "offsets": offsets, "lengths": lengths, "uids": [u.uid for u in dataset.utterances]}
+    (directory / "index.json").write_text(json.dumps(index))  # written last: marks the cache complete
+    return FeatureStore(directory)
+
+
+@torch.no_grad()
+def compute_image_embeds(clip, dataset, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """CLIP embeddings of every distinct image of a split -> (embeds (N, D), image_ids (N,))."""
+    from PIL import Image
+
+    first: dict[int, str] = {}
+    for utt in dataset.utterances:
+        first.setdefault(utt.image_id, str(utt.image_path))
+    ids, paths = list(first.keys()), list(first.values())
+    device = next(clip.parameters()).device
+    chunks = []
+    for start in tqdm(range(0, len(paths), batch_size), desc="image embeddings", leave=False):
+        images = [clip.preprocess(Image.open(p).convert("RGB")) for p in paths[start: start + batch_size]]
+        chunks.append(clip.encode_image(torch.stack(images).to(device)).float().cpu())
+    return torch.cat(chunks), torch.tensor(ids)
+
+
+def cache_dir_for(cache_root: str | Path, encoder_key: str, dataset) -> Path:
+    return Path(cache_root) / f"{encoder_key}-{corpus_fingerprint(dataset)}"
+
+
+def cached_features(speech_encoder, dataset, cache_root, encoder_key: str, batch_size: int = 16) -> FeatureStore:
+    """The split's FeatureStore, computed on first use and reused after."""
+    directory = cache_dir_for(cache_root, encoder_key, dataset) / "speech"
+    if FeatureStore.exists(directory):
+        return FeatureStore(directory)
+    return compute_features(speech_encoder, dataset, directory, batch_size)
+
+
+def cached_image_embeds(clip, dataset, cache_root, clip_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    path = cache_dir_for(cache_root, clip_key, dataset) / "images.pt"
+    if path.exists():
+        saved = torch.load(path)
+        return saved["embeds"], saved["image_ids"]
+    embeds, ids = compute_image_embeds(clip, dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"embeds": embeds, "image_ids": ids}, path)
+    return embeds, ids
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """Utterances as cached hidden states paired with cached image embeddings; random crop in training."""
+
+    def __init__(self, store: FeatureStore, dataset, image_embeds, image_ids, train: bool = False,
+                 max_seconds: float = 6.4, seed: int = 0):
+        self.store, self.utterances, self.train, self.seed = store, dataset.utterances, train, seed
+        self.row_of = {int(i): r for r, i in enumerate(image_ids.tolist())}
+        self.image_embeds = image_embeds
+        self.max_frames = int(round(max_seconds * FRAMES_PER_SECOND))
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def lengths(self) -> list[int]:
+        return self.store.lengths.tolist()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, i: int) -> dict:
+        hidden = self.store[i]  # (T, L+1, D_a)
+        if self.train and len(hidden) > self.max_frames:
+            g = torch.Generator().manual_seed(hash((self.seed, self.epoch, i)) % (2**31))
+            start = int(torch.randint(0, len(hidden) - self.max_frames, (1,), generator=g))
+            hidden = hidden[start: start + self.max_frames]
+        utt = self.utterances[i]
+        return {"hidden": hidden, "image_embed": self.image_embeds[self.row_of[utt.image_id]],
+                "image_id": utt.image_id, "text": utt.caption, "uid": utt.uid}
+
+
+def collate_features(batch: list[dict]) -> dict:
+    """Pad hidden states -> hidden_states (L+1, B, T, D_a), feat_lens (B,), image_embeds (B, D), image_ids (B,)."""
+    padded = torch.nn.utils.rnn.pad_sequence([b["hidden"] for b in batch], batch_first=True)  # (B, T, L+1, D)
+    return {"hidden_states": padded.permute(2, 0, 1, 3).contiguous(),
+            "feat_lens": torch.tensor([len(b["hidden"]) for b in batch]),
+            "image_embeds": torch.stack([b["image_embed"] for b in batch]),
+            "image_ids": torch.tensor([b["image_id"] for b in batch]),
+            "texts": [b["text"] for b in batch], "uids": [b["uid"] for b in batch]}

@@ -1,0 +1,155 @@
+"""SpeechCLIP: frozen speech encoder -> weighted layer sum -> branch(es) -> CLIP space, one class for every family.
+
+A branch returns any of `parallel_embeds` (B, D) and `keyword_embeds` (B, K, D_t) (+ `keyword_lens` for CIF).
+The model turns keywords into a cascaded embedding with the frozen CLIP text encoder and adds one contrastive
+term per objective (§2.1): L = w_c L_cascaded + w_p L_parallel. Introduced in notebooks/10_parallel.ipynb.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from speechclip.cascaded import CascadedBranch
+from speechclip.config import Config, config_from_dict
+from speechclip.losses import ContrastiveLoss
+from speechclip.parallel import ParallelBranch
+
+FROZEN_PREFIXES = ("speech_encoder.", "clip.")
+
+
+def pad_mask_from_lens(feat_lens: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(B,) lengths -> (B, T) True on padding."""
+    return torch.arange(max_len, device=feat_lens.device)[None, :] >= feat_lens[:, None]
+
+
+class SpeechCLIP(nn.Module):
+    """CLIP-style public surface: encode_speech, encode_image, encode_text, keywords, logit_scale."""
+
+    def __init__(self, cfg: Config, speech_encoder: nn.Module, clip: nn.Module):
+        super().__init__()
+        from speechclip.speech_encoder import WeightedLayerSum
+
+        self.cfg, m = cfg, cfg.model
+        self.speech_encoder, self.clip = speech_encoder, clip
+        d_model = speech_encoder.hidden_size
+        self.layer_weights = WeightedLayerSum(speech_encoder.num_hidden_states, cfg.speech.normalize_hiddenstates)
+        self.parallel = self.cascaded = None
+        if m.family in ("parallel",):
+            self.parallel = ParallelBranch(d_model, clip.embed_dim, m.parallel_heads, m.parallel_layers,
+                                           m.ffn_mult, m.dropout)
+        if m.family in ("cascaded",):
+            self.cascaded = CascadedBranch(d_model, clip.token_dim, clip.vocab_embeds, m.num_keywords,
+                                           m.cascaded_heads, m.dropout, m.vq_temperature, m.bn_init)
+        if self.parallel is None and self.cascaded is None:
+            raise NotImplementedError(f"model family '{m.family}' arrives with SpeechCLIP+ (see README roadmap)")
+        self.loss_fn = ContrastiveLoss(m.temperature_init, m.temperature_trainable)
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.loss_fn.logit_scale
+
+    @property
+    def retrieval_source(self) -> str:
+        return "parallel" if self.parallel is not None else "cascaded"
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.speech_encoder.eval()  # frozen encoders stay in eval mode: dropout off (pitfall 12)
+        self.clip.eval()
+        return self
+
+    def encode_features(self, hidden_states, feat_lens, need_weights: bool = False) -> dict:
+        """hidden_states (L+1, B, T, D_a), feat_lens (B,) -> dict with speech_embeds (B, D) and branch outputs."""
+        speech_feats = self.layer_weights(hidden_states)  # (B, T, D_a)
+        pad_mask = pad_mask_from_lens(feat_lens, speech_feats.shape[1])
+        out: dict = {}
+        if self.parallel is not None:
+            out.update(self.parallel(speech_feats, pad_mask))
+        if self.cascaded is not None:
+            out.update(self.cascaded(speech_feats, pad_mask, self.clip.vocab_embeds,
+                                     self.clip.special_vocab_positions, need_weights))
+            out["cascaded_embeds"] = self.clip.encode_keywords(out["keyword_embeds"], out.get("keyword_lens"))
+        out["speech_embeds"] = out[f"{self.retrieval_source}_embeds"]
+        return out
+
+    def encode_speech(self, wavs: torch.Tensor, wav_lens: torch.Tensor, need_weights: bool = False) -> dict:
+        """wavs (B, S) at 16 kHz, wav_lens (B,) -> dict with speech_embeds (B, D), L2-normalised."""
+        hidden_states, feat_lens = self.speech_encoder(wavs, wav_lens)
+        return self.encode_features(hidden_states, feat_lens, need_weights)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.clip.encode_image(images)
+
+    def encode_text(self, texts) -> torch.Tensor:
+        return self.clip.encode_text(texts)
+
+    @torch.no_grad()
+    def keywords(self, wavs: torch.Tensor, wav_lens: torch.Tensor, top_n: int = 1) -> list[list[list[str]]]:
+        """The subwords each keyword slot selects (top_n nearest by cosine) for every utterance."""
+        if self.cascaded is None:
+            raise ValueError("keywords() needs a model with a cascaded branch (family 'cascaded')")
+        out = self.encode_speech(wavs, wav_lens)
+        top = out["scores"].topk(top_n, dim=-1).indices  # (B, K, n) reduced-vocabulary positions
+        return [[self.clip.decode_vocab(slot) for slot in utt] for utt in top.tolist()]
+
+    def forward(self, batch: dict) -> dict:
+        """One training/validation step's losses from a batch of features or waveforms and images."""
+        if "hidden_states" in batch:
+            out = self.encode_features(batch["hidden_states"], batch["feat_lens"])
+        else:
+            out = self.encode_speech(batch["wavs"], batch["wav_lens"])
+        image_embeds = batch.get("image_embeds")
+        if image_embeds is None:
+            image_embeds = self.encode_image(batch["images"])
+        m, ids, losses = self.cfg.model, batch["image_ids"], {}
+        if "parallel_embeds" in out:
+            losses["parallel_loss"] = self.loss_fn(out["parallel_embeds"], image_embeds, ids)
+        if "cascaded_embeds" in out:
+            losses["cascaded_loss"] = self.loss_fn(out["cascaded_embeds"], image_embeds, ids)
+        weights = {"parallel_loss": m.parallel_weight, "cascaded_loss": m.cascaded_weight}
+        losses["loss"] = sum(weights[k] * v for k, v in losses.items())
+        return {**out, **losses}
+
+    def trainable_state_dict(self) -> dict:
+        """Only what trains (and BN statistics): no frozen backbone weights, no duplicate CLIP (pitfall 18)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(FROZEN_PREFIXES)}
+
+    def save(self, path: str | Path, **extra) -> None:
+        payload = {"config": self.cfg.to_dict(), "state": self.trainable_state_dict(),
+                   "vocab_ids": self.clip.vocab_ids.cpu(), **extra}
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(payload, path)
+
+
+def load_backbones(cfg: Config):
+    """The frozen speech encoder and CLIP named by the config, real or pocket-size, through one loader each."""
+    from speechclip.clip_encoder import load_clip
+    from speechclip.speech_encoder import load_speech_encoder
+
+    return load_speech_encoder(cfg), load_clip(cfg)
+
+
+def build_model(cfg: Config, speech_encoder=None, clip=None, vocab_captions=None) -> SpeechCLIP:
+    """Build a SpeechCLIP for cfg.model.family; backbones are loaded unless given."""
+    if speech_encoder is None or clip is None:
+        speech_encoder, clip = load_backbones(cfg)
+    if vocab_captions is not None:
+        clip.set_vocab(vocab_captions)
+    return SpeechCLIP(cfg, speech_encoder, clip)
+
+
+def load_model(path: str | Path, speech_encoder=None, clip=None, map_location="cpu") -> SpeechCLIP:
+    """Rebuild a saved model: its config, its reduced vocabulary, then its trained weights."""
+    payload = torch.load(path, map_location=map_location, weights_only=False)
+    cfg = config_from_dict(payload["config"])
+    if speech_encoder is None or clip is None:
+        speech_encoder, clip = load_backbones(cfg)
+    clip.set_vocab_ids(payload["vocab_ids"])
+    model = SpeechCLIP(cfg, speech_encoder, clip)
+    missing, unexpected = model.load_state_dict(payload["state"], strict=False)
+    missing = [k for k in missing if not k.startswith(FROZEN_PREFIXES)]
+    if missing or unexpected:
+        raise RuntimeError(f"{path}: checkpoint does not match the model (missing {missing}, unexpected {unexpected})")
+    return model

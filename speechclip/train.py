@@ -1,0 +1,203 @@
+"""One `fit` for every model family: Adam, warmup + linear decay, clipping, AMP on GPU, validation, resume, DDP.
+
+Recipe (§2.2): Adam lr 1e-4, weight decay 1e-6, factor (step+1)/warmup then linear decay to lr * 1e-4 at
+max_steps, global-norm clipping at 4, fp16 autocast on GPU, best checkpoint by mean R@10 on the dev split.
+Under torchrun each process sees its shard of the batch, and the contrastive loss gathers all shards so the
+negatives are the full batch, as in the reference's `dp` training (BatchNorm statistics stay per process,
+pitfall 11). Introduced in notebooks/10_parallel.ipynb.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from speechclip.evaluation import evaluate
+
+
+def lr_factor(step: int, warmup: int, max_steps: int, final_ratio: float) -> float:
+    """Linear warmup to 1 over `warmup` steps, then linear decay to `final_ratio` at `max_steps`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
+    return 1.0 - (1.0 - final_ratio) * progress
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of `epoch` already consumed, so a mid-epoch resume skips them
+    best: float = -1.0
+    best_metrics: dict = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(s: dict) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+
+
+class Trainer:
+    """Holds the optimisation state of one run directory; `fit` is the function most code calls."""
+
+    def __init__(self, model, train_set, dev_set, cfg, out_dir, collate, sampler_cls=None, progress=True):
+        self.model, self.train_set, self.dev_set, self.cfg = model, train_set, dev_set, cfg
+        self.out_dir, self.collate, self.progress = Path(out_dir), collate, progress
+        self.rank, self.world = dist_info()
+        self.device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu")
+        model.to(self.device)
+        tc = cfg.train
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, tc.warmup_steps, tc.max_steps, tc.final_lr_ratio))
+        self.amp = self.device.type == "cuda" and tc.precision != "fp32"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.net = model
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        from speechclip.data import LengthBucketSampler
+
+        sampler_cls = sampler_cls or LengthBucketSampler
+        self.sampler = sampler_cls(train_set.lengths(), cfg.data.batch_size // self.world, shuffle=True,
+                                   drop_last=True, seed=tc.seed, num_replicas=self.world, rank=self.rank)
+        self.state = TrainState()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- checkpoints ----
+    def save_checkpoint(self, name: str = "last.pt") -> None:
+        if self.rank != 0:
+            return
+        torch.save({"model": self.model.trainable_state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                    "state": self.state.__dict__, "rng": _rng_state(), "config": self.cfg.to_dict()},
+                   self.out_dir / name)
+
+    def load_checkpoint(self, path: Path) -> None:
+        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(ckpt["model"], strict=False)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = TrainState(**ckpt["state"])
+        _set_rng_state(ckpt["rng"])
+
+    # ---- steps ----
+    def train_step(self, batch: dict) -> dict:
+        batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            out = self.net(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(out["loss"]).backward()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        logged = {k: float(v) for k, v in out.items() if k.endswith("loss")}
+        return {**logged, "grad_norm": float(grad_norm), "lr": self.scheduler.get_last_lr()[0],
+                "logit_scale": float(self.model.logit_scale)}
+
+    def validate(self) -> dict:
+        if self.rank == 0:
+            metrics = evaluate(self.model, self.dev_set, self.collate, self.cfg.data.eval_batch_size,
+                               text_retrieval=False)
+            self.log({"split": "dev", **metrics})
+            score = metrics["mean_R@10"]
+            if score > self.state.best:
+                self.state.best, self.state.best_metrics = score, metrics
+                self.model.save(self.out_dir / "best.pt", step=self.state.step, metrics=metrics)
+        else:
+            metrics = {}
+        self.model.train()
+        if self.world > 1:
+            dist.barrier()
+        return metrics
+
+    def log(self, row: dict) -> None:
+        if self.rank == 0:
+            row = {"step": self.state.step, "epoch": self.state.epoch, **row}
+            with open(self.out_dir / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+
+    # ---- loop ----
+    def run_epoch(self, bar) -> None:
+        tc, st = self.cfg.train, self.state
+        self.sampler.set_epoch(st.epoch)
+        if hasattr(self.train_set, "set_epoch"):
+            self.train_set.set_epoch(st.epoch)
+        batches = list(self.sampler)[st.batch_in_epoch:]
+        loader = torch.utils.data.DataLoader(self.train_set, batch_sampler=batches, collate_fn=self.collate,
+                                             num_workers=self.cfg.data.num_workers)
+        self.model.train()
+        for batch in loader:
+            t0 = time.perf_counter()
+            logged = self.train_step(batch)
+            st.step, st.batch_in_epoch = st.step + 1, st.batch_in_epoch + 1
+            st.wall_seconds += time.perf_counter() - t0
+            bar.update(1)
+            bar.set_postfix(loss=f"{logged['loss']:.3f}")
+            if st.step % tc.log_every == 0:
+                self.log({"split": "train", **logged})
+            if tc.eval_every and st.step % tc.eval_every == 0:
+                self.validate()
+            if tc.checkpoint_every and st.step % tc.checkpoint_every == 0:
+                self.save_checkpoint()
+            if st.step >= min(tc.max_steps, self.stop_at):
+                return
+        st.epoch, st.batch_in_epoch = st.epoch + 1, 0
+        if not tc.eval_every:
+            self.validate()
+        self.save_checkpoint()
+
+    def fit(self, resume: bool = True, stop_after_steps: int | None = None) -> TrainState:
+        """Train to cfg.train.max_steps; stop_after_steps ends early (an interruption) without touching the schedule."""
+        last = self.out_dir / "last.pt"
+        if resume and last.exists():
+            self.load_checkpoint(last)
+        else:
+            seed_everything(self.cfg.train.seed + self.rank)
+        tc = self.cfg.train
+        self.stop_at = stop_after_steps or tc.max_steps
+        with tqdm(total=tc.max_steps, initial=self.state.step, desc="train",
+                  disable=not self.progress or self.rank != 0) as bar:
+            while self.state.step < self.stop_at:
+                self.run_epoch(bar)
+        if self.state.step >= tc.max_steps and self.state.batch_in_epoch:  # ended mid-epoch: validate the end
+            self.validate()
+        self.save_checkpoint()
+        return self.state
+
+
+def fit(model, train_set, dev_set, cfg, out_dir, collate, resume: bool = True, progress: bool = True,
+        sampler_cls=None, stop_after_steps: int | None = None) -> TrainState:
+    """Train `model` on `train_set` by cfg.train, validating on `dev_set`; resumes from out_dir/last.pt."""
+    trainer = Trainer(model, train_set, dev_set, cfg, out_dir, collate, sampler_cls, progress)
+    return trainer.fit(resume, stop_after_steps)

@@ -43,7 +43,7 @@ def keyword_neighbours(model, keyword_embeds: torch.Tensor, n: int = NEIGHBOURS)
     """(N, K, D_t) keywords -> (N, K, n) original CLIP ids of the n nearest non-special subwords by cosine."""
     vocab = torch.nn.functional.normalize(model.clip.vocab_embeds.float().cpu(), dim=-1)
     scores = torch.nn.functional.normalize(keyword_embeds, dim=-1) @ vocab.t()  # (N, K, V)
-    scores[..., list(model.clip.special_vocab_positions)] = float("-inf")
+    scores[..., model.clip.special_vocab_positions.cpu()] = float("-inf")
     positions = scores.topk(n, dim=-1).indices
     return model.clip.vocab_ids.cpu()[positions]
 
@@ -51,7 +51,7 @@ def keyword_neighbours(model, keyword_embeds: torch.Tensor, n: int = NEIGHBOURS)
 def caption_subwords(model, texts: list[str]) -> list[set]:
     """Each caption's CLIP subword ids without padding, SOT and EOT (the fixed reference set, pitfall 16)."""
     ids = model.clip.tokenize(texts)
-    special = {0, *model.clip.vocab_ids.cpu()[list(model.clip.special_vocab_positions)].tolist()}
+    special = {0, *model.clip.vocab_ids.cpu()[model.clip.special_vocab_positions.cpu()].tolist()}
     return [set(row.tolist()) - special for row in ids]
 
 

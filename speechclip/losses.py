@@ -49,7 +49,8 @@ class ContrastiveLoss(nn.Module):
         return self.log_scale.exp()
 
     def forward(self, speech_embeds, image_embeds, image_ids) -> torch.Tensor:
-        speech_embeds, image_embeds, image_ids = gather_batch(speech_embeds, image_embeds, image_ids)
+        if self.training:  # validation runs on one process only, so it must not wait for the others
+            speech_embeds, image_embeds, image_ids = gather_batch(speech_embeds, image_embeds, image_ids)
         return masked_contrastive_loss(speech_embeds, image_embeds, image_ids, self.logit_scale)
 
 

@@ -123,18 +123,21 @@ class SpeechCLIP(nn.Module):
         torch.save(payload, path)
 
 
-def load_backbones(cfg: Config):
+def load_backbones(cfg: Config, random_init: bool = False):
     """The frozen speech encoder and CLIP named by the config, real or pocket-size, through one loader each."""
     from speechclip.clip_encoder import load_clip
     from speechclip.speech_encoder import load_speech_encoder
 
-    return load_speech_encoder(cfg), load_clip(cfg)
+    speech = load_speech_encoder(cfg.speech, random_init, pocket_cfg=cfg.pocket_hubert, corpus_root=cfg.data.root)
+    clip = load_clip(cfg.clip, random_init, pocket_cfg=cfg.pocket_clip, corpus_root=cfg.data.root)
+    return speech, clip
 
 
-def build_model(cfg: Config, speech_encoder=None, clip=None, vocab_captions=None) -> SpeechCLIP:
-    """Build a SpeechCLIP for cfg.model.family; backbones are loaded unless given."""
+def build_model(cfg: Config, speech_encoder=None, clip=None, vocab_captions=None,
+                random_init: bool = False) -> SpeechCLIP:
+    """Build a SpeechCLIP for cfg.model.family; backbones are loaded unless given (random_init: no weights)."""
     if speech_encoder is None or clip is None:
-        speech_encoder, clip = load_backbones(cfg)
+        speech_encoder, clip = load_backbones(cfg, random_init)
     if vocab_captions is not None:
         clip.set_vocab(vocab_captions)
     return SpeechCLIP(cfg, speech_encoder, clip)

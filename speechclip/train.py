@@ -154,8 +154,11 @@ class Trainer:
         if hasattr(self.train_set, "set_epoch"):
             self.train_set.set_epoch(st.epoch)
         batches = list(self.sampler)[st.batch_in_epoch:]
+        # Its own generator: creating a loader must not draw from the global RNG, or a resumed run's dropout
+        # masks would differ from an uninterrupted run's.
         loader = torch.utils.data.DataLoader(self.train_set, batch_sampler=batches, collate_fn=self.collate,
-                                             num_workers=self.cfg.data.num_workers)
+                                             num_workers=self.cfg.data.num_workers,
+                                             generator=torch.Generator().manual_seed(self.cfg.train.seed))
         self.model.train()
         for batch in loader:
             t0 = time.perf_counter()

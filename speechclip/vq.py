@@ -39,7 +39,7 @@ class CosineVectorQuantizer(nn.Module):
         scores = cosine_scores(keywords.float(), codebook.float())  # (B, K, V)
         if len(masked_positions):
             scores = scores.clone()
-            scores[..., list(masked_positions)] = float("-inf")
+            scores[..., torch.as_tensor(masked_positions, device=scores.device)] = float("-inf")
         onehot = straight_through(scores, self.temperature, hard_only=not self.training)
         keyword_embeds = onehot @ codebook.float()  # (B, K, D)
         return {

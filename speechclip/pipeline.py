@@ -1,0 +1,106 @@
+"""From a config to trained, evaluated model: corpus splits, frozen features, fit, test metrics.
+
+The notebooks walk through these steps one cell at a time; this module is the same path as one call, and a
+command line for long or GPU runs:
+
+    python -m speechclip.pipeline --preset pocket --family parallel --out artifacts/runs/parallel
+
+Introduced in notebooks/10_parallel.ipynb.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from speechclip.config import Config, load_config
+from speechclip.data import build_dataset
+from speechclip.evaluation import evaluate
+from speechclip.features import FeatureDataset, cached_features, cached_image_embeds, collate_features
+from speechclip.model import SpeechCLIP, build_model, load_backbones, load_model
+from speechclip.train import fit
+
+SPLITS = ("train", "dev", "test")
+
+
+def backbone_key(cfg: Config, kind: str) -> str:
+    """Cache key of a frozen backbone: its config (and the pocket recipe and corpus when it is a pocket one)."""
+    d = cfg.to_dict()
+    section = d["speech"] if kind == "speech" else d["clip"]
+    if section["name"] == "pocket":
+        section = {**section, "pocket": d["pocket_hubert" if kind == "speech" else "pocket_clip"],
+                   "corpus": str(Path(cfg.data.root).resolve())}
+    return f"{kind}-" + hashlib.sha1(json.dumps(section, sort_keys=True).encode()).hexdigest()[:10]
+
+
+@dataclass
+class Experiment:
+    """Everything a model needs that does not train: backbones, datasets, cached features per split."""
+
+    cfg: Config
+    speech_encoder: torch.nn.Module
+    clip: torch.nn.Module
+    datasets: dict
+    features: dict
+
+    def model(self) -> SpeechCLIP:
+        return build_model(self.cfg, self.speech_encoder, self.clip)
+
+
+def prepare(cfg: Config, artifacts: str | Path = "artifacts", splits=SPLITS) -> Experiment:
+    """Load backbones, read the corpus, set CLIP's reduced vocabulary, and cache frozen outputs per split.
+
+    The reduced vocabulary comes from the training captions only (pitfall 15: the reference also counted dev
+    and test captions, a mild leak into the codebook).
+    """
+    speech_encoder, clip = load_backbones(cfg)
+    datasets = {s: build_dataset(cfg.data, s, load_images=False) for s in splits}
+    clip.set_vocab([u.caption for u in datasets[splits[0]].utterances])
+    cache = Path(artifacts) / "features"
+    features = {}
+    for split, ds in datasets.items():
+        store = cached_features(speech_encoder, ds, cache, backbone_key(cfg, "speech"))
+        image_embeds, image_ids = cached_image_embeds(clip, ds, cache, backbone_key(cfg, "clip"))
+        features[split] = FeatureDataset(store, ds, image_embeds, image_ids, train=split == "train",
+                                         max_seconds=cfg.data.max_audio_seconds, seed=cfg.train.seed)
+    return Experiment(cfg, speech_encoder, clip, datasets, features)
+
+
+def train_and_evaluate(exp: Experiment, out_dir: str | Path, resume: bool = True, progress: bool = True) -> dict:
+    """Fit on train (best checkpoint by dev mean R@10), then evaluate that checkpoint on test."""
+    out_dir = Path(out_dir)
+    t0 = time.perf_counter()
+    model = exp.model()
+    state = fit(model, exp.features["train"], exp.features["dev"], exp.cfg, out_dir, collate_features,
+                resume=resume, progress=progress)
+    best = load_model(out_dir / "best.pt", exp.speech_encoder, exp.clip)
+    metrics = evaluate(best, exp.features["test"], collate_features, exp.cfg.data.eval_batch_size)
+    result = {"family": exp.cfg.model.family, "test": metrics, "dev_best": state.best_metrics,
+              "steps": state.step, "train_seconds": round(state.wall_seconds, 1),
+              "wall_seconds": round(time.perf_counter() - t0, 1)}
+    (out_dir / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="pocket")
+    p.add_argument("--family", default="parallel")
+    p.add_argument("--out", required=True)
+    p.add_argument("--artifacts", default="artifacts")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides, e.g. train.max_steps=200")
+    args = p.parse_args(argv)
+    overrides = {k: json.loads(v) if v[:1] in "0123456789-[{tf" else v
+                 for k, v in (kv.split("=", 1) for kv in args.set)}
+    cfg = load_config(args.preset, args.family, overrides)
+    exp = prepare(cfg, args.artifacts)
+    print(json.dumps(train_and_evaluate(exp, args.out), indent=2))
+
+
+if __name__ == "__main__":
+    main()

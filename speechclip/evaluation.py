@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from speechclip.metrics import keyword_hit_rate, mutual_retrieval, paired_retrieval
+from speechclip.metrics import keyword_chance_rate, keyword_hit_rate, mutual_retrieval, paired_retrieval
 
 NEIGHBOURS = 5  # keyword hit: top-5 nearest subwords (§7.2, detokenized_K_neighbors)
 
@@ -67,7 +67,10 @@ def evaluate(model, dataset, collate, batch_size: int = 64, text_retrieval: bool
         metrics.update(paired_retrieval(emb["speech_embeds"], text_embeds, "speech", "text"))
     if "keyword_embeds" in emb:
         neighbours = keyword_neighbours(model, emb["keyword_embeds"])
-        metrics.update(keyword_hit_rate(neighbours, caption_subwords(model, emb["texts"])))
+        references = caption_subwords(model, emb["texts"])
+        metrics.update(keyword_hit_rate(neighbours, references))
+        candidates = len(model.clip.vocab_ids) - len(model.clip.special_vocab_positions)
+        metrics["kw_chance"] = keyword_chance_rate(references, candidates, NEIGHBOURS)
     return metrics
 
 

@@ -85,3 +85,14 @@ def keyword_hit_rate(neighbour_ids: torch.Tensor, caption_ids: list[set]) -> dic
     out = {f"kw_{k + 1}": v for k, v in enumerate(rate.tolist())}
     out["kw_avg"] = rate.mean().item()
     return out
+
+
+def keyword_chance_rate(caption_ids: list[set], vocab_size: int, n: int = 5) -> float:
+    """Expected hit rate (percent) of a slot that picks n distinct subwords uniformly from vocab_size candidates.
+
+    P(hit) = 1 - C(V - c, n) / C(V, n) for a caption with c reference subwords: the floor a keyword must beat.
+    """
+    from math import comb
+
+    rates = [1 - comb(vocab_size - min(len(ref), vocab_size), n) / comb(vocab_size, n) for ref in caption_ids]
+    return 100.0 * sum(rates) / max(1, len(rates))

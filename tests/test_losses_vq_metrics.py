@@ -106,3 +106,17 @@ def test_config_presets_and_unknown_keys():
         load_config("base", overrides={"train.lrr": 1})
     with pytest.raises(KeyError):
         load_config("nope")
+
+
+def test_keyword_chance_rate_matches_simulation():
+    import random
+
+    from speechclip.metrics import keyword_chance_rate
+
+    refs = [{1, 2, 3}, {4}, {5, 6, 7, 8, 9, 10}]
+    rng, trials, hits = random.Random(0), 4000, 0
+    for _ in range(trials):
+        for ref in refs:
+            hits += bool(ref & set(rng.sample(range(40), 5)))
+    simulated = 100 * hits / (trials * len(refs))
+    assert abs(keyword_chance_rate(refs, 40, 5) - simulated) < 1.5

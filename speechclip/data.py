@@ -1,0 +1,422 @@
+"""Flickr8k and SpokenCOCO speech-image datasets, their collate function and a length-bucketing batch sampler.
+
+Bad corpus files raise a CorpusError that names the file and the fix, or, with on_error="skip", are left out,
+counted and reported (never silently). Introduced in notebooks/00_setup_and_data.ipynb (§1.2, §1.4, §6).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from PIL import Image
+
+from speechclip.alignments import Alignment, crop_alignment, read_ctm
+
+SPLITS = ("train", "dev", "test")
+
+
+class CorpusError(ValueError):
+    """A corpus file is missing or unusable; the message names the file and what to do about it."""
+
+
+@dataclass
+class Utterance:
+    """One spoken caption of one image. Readers keep broken pairs (wav_path or caption None) for the checks."""
+
+    uid: str
+    wav_path: Path | None
+    image_path: Path
+    image_name: str
+    image_id: int
+    caption: str | None
+    speaker: str | None = None
+
+
+_FIX = {
+    "audio without caption": "add its caption to the caption file or delete the wav",
+    "missing audio": "restore the wav (re-run the corpus's prepare.py / make_synthetic_corpus.py)",
+    "unreadable audio": "make the path a readable regular file",
+    "empty audio": "re-extract the wav from its archive: it holds no samples",
+    "corrupt audio": "re-extract the wav from its archive: soundfile cannot decode it",
+    "wrong sample rate": "pass resample=True (the default) or convert the file to 16 kHz",
+    "missing image": "restore the image (re-run the corpus's prepare.py / make_synthetic_corpus.py)",
+    "unreadable image": "make the path a readable regular file",
+    "empty image": "re-extract the image from its archive: it has 0 bytes",
+    "corrupt image": "re-extract the image from its archive: PIL cannot decode it",
+}
+
+
+def _error(path, reason: str, detail: str = "", more: int = 0) -> CorpusError:
+    also = f" ({more} more problem(s) found)" if more else ""
+    return CorpusError(f"{path}: {reason}{detail}. Fix: {_FIX[reason]}; or pass on_error='skip' to leave such "
+                       f"utterances out (they are counted and reported){also}.")
+
+
+def _read_lines(path: Path, what: str) -> list[str]:
+    if not path.is_file():
+        raise CorpusError(f"{path}: {what} not found. Prepare the corpus first (data_scripts/flickr8k/prepare.py "
+                          "for the real one, data_scripts/make_synthetic_corpus.py for a synthetic one).")
+    return [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _read_captions(path: Path) -> dict[str, dict[int, str]]:
+    """Flickr8k.token.txt → {image stem: {n: caption without its trailing "."}} (§6.1)."""
+    captions: dict[str, dict[int, str]] = {}
+    for lineno, line in enumerate(_read_lines(path, "caption file"), 1):
+        key, tab, text = line.partition("\t")
+        name, hash_, n = key.rpartition("#")
+        if not (tab and hash_ and n.isdigit()):
+            raise CorpusError(f"{path}:{lineno}: expected '<image>.jpg#<n>\\t<caption>', got {line!r}.")
+        text = text.strip()
+        text = text[:-1].rstrip() if text.endswith(".") else text
+        captions.setdefault(name.removesuffix(".jpg"), {})[int(n)] = text
+    return captions
+
+
+def read_flickr_split(root: str | Path, split: str) -> list[Utterance]:
+    """Every caption of every image of one Flickr8k split, paired with its wav "<image>_<n>.wav" (§6.1)."""
+    root = Path(root)
+    if split not in SPLITS:
+        raise CorpusError(f"unknown split {split!r}; choose one of {SPLITS}")
+    names = [n.strip().removesuffix(".jpg") for n in _read_lines(root / f"Flickr_8k.{split}Images.txt", "split file")]
+    captions = _read_captions(root / "Flickr8k.token.txt")
+    # The official id script numbers images by their position in the sorted list of Images/*.jpg (§6.1).
+    image_ids = {p.stem: i for i, p in enumerate(sorted((root / "Images").glob("*.jpg"), key=lambda p: p.stem))}
+    wav_dir = root / "flickr_audio" / "wavs"
+    recorded: dict[str, set[int]] = {}  # image stem -> caption indices that have a wav
+    for stem in (p.stem for p in wav_dir.glob("*.wav")):
+        name, _, n = stem.rpartition("_")
+        if n.isdigit():
+            recorded.setdefault(name, set()).add(int(n))
+    spk_file = root / "flickr_audio" / "wav2spk.txt"
+    speakers = dict(line.split()[:2] for line in _read_lines(spk_file, "")) if spk_file.is_file() else {}
+    utts = []
+    for name in names:
+        caps = captions.get(name, {})
+        for n in sorted(caps.keys() | recorded.get(name, set())):  # wavs without a caption are kept for the checks
+            uid = f"{name}_{n}"
+            utts.append(Utterance(uid, wav_dir / f"{uid}.wav", root / "Images" / f"{name}.jpg", name,
+                                  image_ids.get(name, -1), caps.get(n), speakers.get(f"{uid}.wav")))
+    return utts
+
+
+def read_spokencoco_split(root: str | Path, split: str) -> list[Utterance]:
+    """One utterance per spoken caption of SpokenCOCO/SpokenCOCO_ksplit_{split}.json, text lower-cased (§6.2)."""
+    root = Path(root)
+    splits = {"train": "train", "dev": "val", "val": "val", "test": "test"}
+    if split not in splits:
+        raise CorpusError(f"unknown split {split!r}; choose one of {sorted(splits)}")
+    path = root / "SpokenCOCO" / f"SpokenCOCO_ksplit_{splits[split]}.json"
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))["data"]
+    except FileNotFoundError:
+        raise CorpusError(f"{path}: split file not found. Run data_scripts/spokencoco/prepare.py first.") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CorpusError(f"{path}: not a SpokenCOCO split file ({e}). Re-run data_scripts/spokencoco/prepare.py.")
+    utts = []
+    for entry in entries:
+        image = Path(entry["image"])
+        coco_number = re.search(r"(\d+)$", image.stem)
+        image_id = entry.get("reassign_id", int(coco_number[1]) if coco_number else -1)
+        for cap in entry["captions"]:
+            wav = cap.get("wav")
+            text = cap.get("text")
+            uid = cap.get("uttid") or (Path(wav).stem if wav else f"{image.stem}_{len(utts)}")
+            utts.append(Utterance(uid, root / "SpokenCOCO" / wav if wav else None, root / "mscoco_img" / image,
+                                  image.stem, int(image_id), text.lower() if text else None, cap.get("speaker")))
+    return utts
+
+
+def _cheap_problem(u: Utterance, audio: bool, images: bool) -> str | None:
+    """Existence and size checks only: cheap enough for 40k files at construction."""
+    if u.caption is None:
+        return "audio without caption"
+    if u.image_id < 0:  # not in Images/: even audio-only use needs a true image id for retrieval
+        return "missing image"
+    for wanted, path, kind in ((audio, u.wav_path, "audio"), (images, u.image_path, "image")):
+        if not wanted:
+            continue
+        if path is None or not path.exists():
+            return f"missing {kind}"
+        if not path.is_file() or not os.access(path, os.R_OK):
+            return f"unreadable {kind}"
+        if path.stat().st_size == 0:
+            return f"empty {kind}"
+    return None
+
+
+def _audio_problem(path: Path, rate: int | None) -> tuple[str | None, tuple[int, int] | None]:
+    """Read one wav header: (reason or None, (frames, sample_rate))."""
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, OSError):  # sf.LibsndfileError subclasses RuntimeError
+        return "corrupt audio", None
+    if info.frames == 0:
+        return "empty audio", None
+    if rate is not None and info.samplerate != rate:
+        return "wrong sample rate", None
+    return None, (info.frames, info.samplerate)
+
+
+def _image_problem(path: Path) -> str | None:
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (64, 64))  # JPEG DCT scaling: still reads every byte (so truncation shows), decodes faster
+            im.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return "corrupt image"
+    return None
+
+
+class SpeechImageDataset(torch.utils.data.Dataset):
+    """Spoken captions with their images; items are dicts of wav, image, text, image_id, uid, alignment (§1.2, §1.4).
+
+    Audio: mono float32 at sample_rate (other rates are resampled and listed in .resampled unless resample=False),
+    optionally normalised per utterance, and randomly cropped to max_audio_seconds only when train=True.
+    """
+
+    def __init__(self, utterances: list[Utterance], name: str, *, image_transform=None, train: bool = False,
+                 sample_rate: int = 16000, max_audio_seconds: float = 6.4, normalize_waveform: bool = False,
+                 on_error: str = "raise", load_images: bool = True, load_audio: bool = True, seed: int = 0,
+                 resample: bool = True, alignments: dict[str, Alignment] | None = None):
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.name, self.image_transform, self.train, self.seed = name, image_transform, train, seed
+        self.sample_rate, self.max_samples = sample_rate, round(max_audio_seconds * sample_rate)
+        self.normalize_waveform, self.resample, self.on_error = normalize_waveform, resample, on_error
+        self.load_images, self.load_audio, self.alignments = load_images, load_audio, alignments
+        self.epoch = 0
+        self.utterances, self._total = list(utterances), len(utterances)
+        self.skipped: list[tuple[str, str]] = []  # (path, reason) for every utterance left out
+        self.resampled: set[str] = set()  # wavs found at another rate (resampled on load)
+        self._headers: dict[Path, tuple[int, int]] = {}  # wav -> (frames, sample_rate), filled by header reads
+        self._drop([(u, _cheap_problem(u, load_audio, load_images)) for u in self.utterances])
+        if on_error == "skip":
+            self.validate(report=False)
+        if self.skipped:
+            print(self.summary())
+        if self.resampled:  # known here only after validate(); lengths() and loading keep counting
+            print(f"{name}: {len(self.resampled)} wavs are not at {sample_rate} Hz and are resampled on load")
+
+    def _drop(self, found: list[tuple[Utterance, str | None]]) -> None:
+        bad = [(u, reason) for u, reason in found if reason]
+        if bad and self.on_error == "raise":
+            raise _error(_bad_path(*bad[0]), bad[0][1], more=len(bad) - 1)
+        self.skipped += [(_bad_path(u, reason), reason) for u, reason in bad]
+        dropped = {id(u) for u, _ in bad}
+        self.utterances = [u for u in self.utterances if id(u) not in dropped]
+        if bad and not self.utterances:
+            raise CorpusError(f"{self.name}: every one of its {self._total} utterances was skipped "
+                              f"({self.summary()}); check the corpus root and re-run its preparation.")
+
+    def summary(self) -> str:
+        """One line such as "skipped 3 of 120 utterances: 2 missing audio, 1 corrupt image"."""
+        counts = Counter(reason for _, reason in self.skipped).most_common()
+        detail = ", ".join(f"{n} {reason}" for reason, n in counts)
+        head = f"{self.name}: skipped {len(self.skipped)} of {self._total} utterances"
+        return f"{head}: {detail}" if detail else head
+
+    def validate(self, report: bool = True) -> list[tuple[str, str]]:
+        """Read every audio header and decode every image once; bad files raise, or are skipped with on_error="skip"."""
+        rate, image_problems, found = (None if self.resample else self.sample_rate), {}, []
+        for u in self.utterances:
+            reason = None
+            if self.load_audio:
+                reason, header = _audio_problem(u.wav_path, rate)
+                if header:
+                    self._note_header(u, header)
+            if reason is None and self.load_images:
+                if u.image_path not in image_problems:
+                    image_problems[u.image_path] = _image_problem(u.image_path)
+                reason = image_problems[u.image_path]
+            found.append((u, reason))
+        before = len(self.skipped)
+        self._drop(found)
+        if report and len(self.skipped) > before:
+            print(self.summary())
+        return self.skipped[before:]
+
+    def _note_header(self, u: Utterance, header: tuple[int, int]) -> None:
+        self._headers[u.wav_path] = header
+        if header[1] != self.sample_rate:
+            self.resampled.add(str(u.wav_path))
+
+    def lengths(self) -> np.ndarray:
+        """Audio lengths in samples at sample_rate from the wav headers (no decoding), capped at the crop if train."""
+        out = []
+        for u in self.utterances:
+            if u.wav_path not in self._headers:
+                reason, header = _audio_problem(u.wav_path, None)
+                if reason:
+                    raise _error(u.wav_path, reason)
+                self._note_header(u, header)
+            frames, rate = self._headers[u.wav_path]
+            n = math.ceil(frames * self.sample_rate / rate)  # the length torchaudio's resample returns
+            out.append(min(n, self.max_samples) if self.train else n)
+        return np.array(out, dtype=np.int64)
+
+    def image_ids(self) -> list[int]:
+        return [u.image_id for u in self.utterances]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the random crops: the offset is a function of (seed, epoch, index) only."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, index: int) -> dict:
+        u = self.utterances[index]
+        wav = self._load_wav(u) if self.load_audio else None
+        alignment = self.alignments.get(u.uid) if self.alignments is not None else None
+        if wav is not None and self.train and wav.numel() > self.max_samples:
+            # seeded per (seed, epoch, index) so crops are reproducible whatever the worker or the order
+            rng = np.random.default_rng((self.seed, self.epoch, index))
+            offset = int(rng.integers(0, wav.numel() - self.max_samples + 1))
+            wav = wav[offset:offset + self.max_samples]
+            alignment = crop_alignment(alignment, offset / self.sample_rate, self.max_samples / self.sample_rate)
+        image = self._load_image(u) if self.load_images else None
+        return {"wav": wav, "image": image, "text": u.caption, "image_id": u.image_id, "uid": u.uid,
+                "alignment": alignment}
+
+    def _load_wav(self, u: Utterance) -> torch.Tensor:
+        try:
+            data, rate = sf.read(str(u.wav_path), dtype="float32", always_2d=True)
+        except (RuntimeError, OSError):
+            raise _error(u.wav_path, "corrupt audio" if u.wav_path.is_file() else "missing audio") from None
+        if data.shape[0] == 0:
+            raise _error(u.wav_path, "empty audio")
+        wav = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))  # mono: average the channels
+        if rate != self.sample_rate:
+            if not self.resample:
+                raise _error(u.wav_path, "wrong sample rate", f" ({rate} Hz, expected {self.sample_rate} Hz)")
+            import torchaudio.functional  # imported late: torchaudio is slow to import and rarely needed
+
+            wav = torchaudio.functional.resample(wav, rate, self.sample_rate)
+            self.resampled.add(str(u.wav_path))
+        if self.normalize_waveform:  # whole-utterance zero mean, unit variance (SpeechCLIP+ base, §1.2)
+            wav = torch.nn.functional.layer_norm(wav, wav.shape)
+        return wav
+
+    def _load_image(self, u: Utterance):
+        try:
+            with Image.open(u.image_path) as im:
+                image = im.convert("RGB")
+        except FileNotFoundError:
+            raise _error(u.image_path, "missing image") from None
+        except (OSError, ValueError):
+            raise _error(u.image_path, "corrupt image") from None
+        return self.image_transform(image) if self.image_transform is not None else image
+
+
+def _bad_path(u: Utterance, reason: str) -> str:
+    if reason.endswith("image"):
+        return str(u.image_path)
+    return str(u.wav_path) if u.wav_path else f"caption {u.uid!r} of {u.image_path} (no wav listed)"
+
+
+class FlickrDataset(SpeechImageDataset):
+    """Flickr8k Audio Captions, one item per spoken caption; word alignments from <root>/flickr_8k.ctm if present."""
+
+    def __init__(self, root: str | Path, split: str, *, ctm_path: str | Path | None = None, **options):
+        root = Path(root)
+        ctm = Path(ctm_path) if ctm_path else root / "flickr_8k.ctm"
+        alignments = read_ctm(ctm) if ctm_path or ctm.is_file() else None
+        super().__init__(read_flickr_split(root, split), f"FlickrDataset({root}, {split})",
+                         alignments=alignments, **options)
+
+
+class SpokenCOCODataset(SpeechImageDataset):
+    """SpokenCOCO on the Karpathy split, one item per spoken caption (§6.2); alignments only from ctm_path."""
+
+    def __init__(self, root: str | Path, split: str, *, ctm_path: str | Path | None = None, **options):
+        alignments = read_ctm(ctm_path) if ctm_path else None
+        super().__init__(read_spokencoco_split(root, split), f"SpokenCOCODataset({root}, {split})",
+                         alignments=alignments, **options)
+
+
+def build_dataset(data_cfg, split: str, image_transform=None, train: bool = False, **options) -> SpeechImageDataset:
+    """The dataset DataConfig.format names, with the config's audio and error-handling settings."""
+    classes = {"flickr8k": FlickrDataset, "spokencoco": SpokenCOCODataset}
+    if data_cfg.format not in classes:
+        raise ValueError(f"unknown data format {data_cfg.format!r}; choose one of {sorted(classes)}")
+    return classes[data_cfg.format](
+        data_cfg.root, split, image_transform=image_transform, train=train, sample_rate=data_cfg.sample_rate,
+        max_audio_seconds=data_cfg.max_audio_seconds, normalize_waveform=data_cfg.normalize_waveform,
+        on_error=data_cfg.on_error, **options)
+
+
+def collate(batch: list[dict]) -> dict:
+    """Zero-pad waveforms to the longest in the batch: wavs (B, S), wav_lens (B,); images stacked when tensors."""
+    wavs, images = [b["wav"] for b in batch], [b["image"] for b in batch]
+    out = {"wavs": None, "wav_lens": None, "images": None,
+           "image_ids": torch.tensor([b["image_id"] for b in batch], dtype=torch.long),
+           "texts": [b["text"] for b in batch], "uids": [b["uid"] for b in batch],
+           "alignments": [b["alignment"] for b in batch]}
+    if all(w is not None for w in wavs):
+        out["wav_lens"] = torch.tensor([w.numel() for w in wavs], dtype=torch.long)
+        out["wavs"] = torch.zeros(len(batch), int(out["wav_lens"].max()), dtype=wavs[0].dtype)
+        for row, w in zip(out["wavs"], wavs):
+            row[:w.numel()] = w
+    if all(isinstance(im, torch.Tensor) for im in images):
+        out["images"] = torch.stack(images)
+    elif any(im is not None for im in images):
+        out["images"] = images  # PIL images (no transform given): left for the caller's preprocessing
+    return out
+
+
+class LengthBucketSampler(torch.utils.data.Sampler):
+    """Batches of similar audio lengths (less padding), in shuffled order; each DDP rank gets a disjoint share.
+
+    Shuffle mode draws a random pool of pool_batches * batch_size utterances, sorts the pool by length and cuts it
+    into batches, then shuffles the batch order; everything is a function of (seed, epoch). batch_size is per rank.
+    """
+
+    def __init__(self, lengths, batch_size: int, shuffle: bool = True, drop_last: bool = True, seed: int = 0,
+                 num_replicas: int = 1, rank: int = 0, pool_batches: int = 50):
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
+        self.lengths = np.asarray(lengths)
+        self.batch_size, self.shuffle, self.drop_last, self.seed = batch_size, shuffle, drop_last, seed
+        self.num_replicas, self.rank, self.pool_batches = num_replicas, rank, pool_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        n, bs = len(self.lengths), self.batch_size
+        if self.shuffle:
+            rng = np.random.default_rng((self.seed, self.epoch))
+            order, pool = rng.permutation(n), bs * self.pool_batches
+            order = np.concatenate([p[np.argsort(self.lengths[p], kind="stable")]
+                                    for p in np.split(order, range(pool, n, pool))] or [order])
+        else:
+            order = np.argsort(self.lengths, kind="stable")
+        batches = [order[i:i + bs].tolist() for i in range(0, n, bs)]
+        if self.drop_last and batches and len(batches[-1]) < bs:
+            batches.pop()
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def __iter__(self):
+        batches, r = self._batches(), self.num_replicas
+        if self.drop_last:
+            batches = batches[:len(batches) - len(batches) % r]  # equal shares, every batch used at most once
+        elif batches and len(batches) % r:
+            batches += (batches * r)[:r - len(batches) % r]  # pad like DistributedSampler: a few repeats
+        return iter(batches[self.rank::r])
+
+    def __len__(self) -> int:
+        n, bs, r = len(self.lengths), self.batch_size, self.num_replicas
+        batches = n // bs if self.drop_last else math.ceil(n / bs)
+        return batches // r if self.drop_last else math.ceil(batches / r)

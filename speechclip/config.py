@@ -80,6 +80,7 @@ class TrainConfig:
     final_lr_ratio: float = 1e-4  # linear decay to lr * 1e-4 at max_steps
     grad_clip: float = 4.0
     precision: str = "auto"  # "auto" = fp16 autocast on CUDA, fp32 on CPU; "fp32" forces fp32
+    device: str = "auto"  # "auto" = CUDA (this process's LOCAL_RANK) when available, else CPU; or "cpu", "cuda:1"
     seed: int = 7122
     eval_every: int = 0  # optimizer steps between validations; 0 = once per epoch
     log_every: int = 10
@@ -165,7 +166,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"root": "data/synthetic_smoke", "batch_size": 16, "eval_batch_size": 16},
         "speech": {"name": "pocket"},
         "clip": {"name": "pocket", "pretrained": ""},
-        "train": {"warmup_steps": 2, "max_steps": 6, "lr": 5e-4},
+        "train": {"warmup_steps": 2, "max_steps": 6, "lr": 5e-4, "log_every": 1},
         "pocket_hubert": {"steps": 20, "num_clusters": 20, "batch_size": 4},
         "pocket_clip": {"epochs": 2, "batch_size": 16},
     },

@@ -123,13 +123,19 @@ class SpeechCLIP(nn.Module):
         torch.save(payload, path)
 
 
-def load_backbones(cfg: Config, random_init: bool = False):
-    """The frozen speech encoder and CLIP named by the config, real or pocket-size, through one loader each."""
+def load_backbones(cfg: Config, random_init: bool = False, artifacts_dir=None):
+    """The frozen speech encoder and CLIP named by the config, real or pocket-size, through one loader each.
+
+    Pocket backbones are trained on first use and cached under artifacts_dir/pocket (default: <repo>/artifacts).
+    """
     from speechclip.clip_encoder import load_clip
     from speechclip.speech_encoder import load_speech_encoder
 
-    speech = load_speech_encoder(cfg.speech, random_init, pocket_cfg=cfg.pocket_hubert, corpus_root=cfg.data.root)
-    clip = load_clip(cfg.clip, random_init, pocket_cfg=cfg.pocket_clip, corpus_root=cfg.data.root)
+    pocket_dir = lambda section: artifacts_dir if section.name == "pocket" else None  # noqa: E731
+    speech = load_speech_encoder(cfg.speech, random_init, cache_dir=pocket_dir(cfg.speech),
+                                 pocket_cfg=cfg.pocket_hubert, corpus_root=cfg.data.root)
+    clip = load_clip(cfg.clip, random_init, cache_dir=pocket_dir(cfg.clip), pocket_cfg=cfg.pocket_clip,
+                     corpus_root=cfg.data.root)
     return speech, clip
 
 
@@ -155,4 +161,4 @@ def load_model(path: str | Path, speech_encoder=None, clip=None, map_location="c
     missing = [k for k in missing if not k.startswith(FROZEN_PREFIXES)]
     if missing or unexpected:
         raise RuntimeError(f"{path}: checkpoint does not match the model (missing {missing}, unexpected {unexpected})")
-    return model
+    return model.to(next(clip.parameters()).device)  # new branch weights join the (maybe GPU) backbones

@@ -58,7 +58,7 @@ def prepare(cfg: Config, artifacts: str | Path = "artifacts", splits=SPLITS) -> 
     The reduced vocabulary comes from the training captions only (pitfall 15: the reference also counted dev
     and test captions, a mild leak into the codebook).
     """
-    speech_encoder, clip = load_backbones(cfg)
+    speech_encoder, clip = load_backbones(cfg, artifacts_dir=artifacts)
     datasets = {s: build_dataset(cfg.data, s, load_images=False) for s in splits}
     clip.set_vocab([u.caption for u in datasets[splits[0]].utterances])
     cache = Path(artifacts) / "features"

@@ -37,6 +37,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto": this process's GPU (LOCAL_RANK under torchrun) when CUDA is available, else the CPU."""
+    if name != "auto":
+        return torch.device(name)
+    return torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu")
+
+
 def dist_info() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -70,7 +77,7 @@ class Trainer:
         self.model, self.train_set, self.dev_set, self.cfg = model, train_set, dev_set, cfg
         self.out_dir, self.collate, self.progress = Path(out_dir), collate, progress
         self.rank, self.world = dist_info()
-        self.device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu")
+        self.device = resolve_device(cfg.train.device)
         model.to(self.device)
         tc = cfg.train
         params = [p for p in model.parameters() if p.requires_grad]
@@ -121,7 +128,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        logged = {k: float(v) for k, v in out.items() if k.endswith("loss")}
+        logged = {k: v.item() for k, v in out.items() if k.endswith("loss")}
         return {**logged, "grad_norm": float(grad_norm), "lr": self.scheduler.get_last_lr()[0],
                 "logit_scale": float(self.model.logit_scale)}
 

@@ -1,0 +1,183 @@
+"""Figures the model notebooks show: training curves, retrievals, similarity, keyword hits and keyword attention.
+
+Every function takes plain data (lists, tensors, arrays, paths), draws one figure and returns it; saving is the
+caller's. Introduced in notebooks/10_parallel.ipynb (retrieval) and notebooks/11_cascaded.ipynb (keywords).
+"""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+__all__ = ["read_metrics", "plot_training_curve", "plot_recall_bars", "plot_retrievals",
+           "plot_similarity_heatmap", "plot_keyword_hits", "plot_keyword_attention"]
+
+HIT, MISS = "tab:green", "tab:red"
+
+
+def read_metrics(metrics_jsonl: str | Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl (one JSON object per line)."""
+    lines = Path(metrics_jsonl).read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _series(rows: list[dict], split: str, key: str) -> tuple[list, list]:
+    picked = [(r["step"], r[key]) for r in rows if r.get("split") == split and key in r]
+    return [s for s, _ in picked], [v for _, v in picked]
+
+
+def _to_numpy(x) -> np.ndarray:
+    return x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=float)
+
+
+def plot_training_curve(metrics_jsonl: str | Path, title: str = "") -> Figure:
+    """Train/dev loss and dev recall (mean R@1, R@10) against optimizer steps, from a run's metrics.jsonl."""
+    rows = read_metrics(metrics_jsonl)
+    fig, (ax_loss, ax_rec) = plt.subplots(1, 2, figsize=(10, 3.4), sharex=True)
+    for split, style in (("train", "-"), ("dev", "o--")):
+        steps, values = _series(rows, split, "loss")
+        if steps:
+            ax_loss.plot(steps, values, style, label=f"{split} loss", ms=4)
+    ax_loss.set(xlabel="optimizer step", ylabel="contrastive loss", title="loss")
+    for key, style in (("mean_R@10", "o-"), ("mean_R@1", "s-")):
+        steps, values = _series(rows, "dev", key)
+        if steps:
+            ax_rec.plot(steps, values, style, label=f"dev {key}", ms=4)
+    ax_rec.set(xlabel="optimizer step", ylabel="recall (%)", title="dev retrieval", ylim=(0, 100))
+    for ax in (ax_loss, ax_rec):
+        if ax.has_data():
+            ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_recall_bars(rows: dict[str, Sequence[float]], ks: Sequence[str] = ("R@1", "R@5", "R@10"),
+                     title: str = "") -> Figure:
+    """Grouped bars: one group per recall cut-off, one bar per named row (model, chance, topline, ...)."""
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    width = 0.8 / max(1, len(rows))
+    x = np.arange(len(ks))
+    for i, (name, values) in enumerate(rows.items()):
+        bars = ax.bar(x + (i - (len(rows) - 1) / 2) * width, values, width, label=name)
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.set_xticks(x, list(ks))
+    ax.set(ylabel="recall (%)", ylim=(0, 105), title=title)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def _image_array(image) -> np.ndarray:
+    """A path, PIL image, (H, W, 3) array or (3, H, W) tensor -> (H, W, 3) array for imshow."""
+    if isinstance(image, (str, Path)):
+        from PIL import Image
+
+        with Image.open(image) as im:
+            return np.asarray(im.convert("RGB"))
+    arr = _to_numpy(image) if hasattr(image, "detach") else np.asarray(image)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
+        arr = arr.transpose(1, 2, 0)
+    return arr
+
+
+def plot_retrievals(queries: Sequence[str], ranked_images: Sequence[Sequence], correct: Sequence[Sequence[bool]],
+                    scores: Sequence[Sequence[float]] | None = None, title: str = "") -> Figure:
+    """One row per query caption: its top-k retrieved images, the correct image framed green, others red."""
+    n, k = len(queries), max(len(r) for r in ranked_images)
+    fig, axes = plt.subplots(n, k + 1, figsize=(1.9 * (k + 1), 1.9 * n), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.6] + [1] * k})
+    for row, (query, images, hits) in enumerate(zip(queries, ranked_images, correct)):
+        text_ax = axes[row, 0]
+        text_ax.axis("off")
+        text_ax.text(0, 0.5, "\n".join(textwrap.wrap(f'"{query}"', 26)), va="center", fontsize=8)
+        for col in range(k):
+            ax = axes[row, col + 1]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col >= len(images):
+                ax.axis("off")
+                continue
+            ax.imshow(_image_array(images[col]))
+            for spine in ax.spines.values():
+                spine.set(color=HIT if hits[col] else MISS, linewidth=4 if hits[col] else 1.5)
+            label = f"#{col + 1}" + (f"  {scores[row][col]:.2f}" if scores is not None else "")
+            ax.set_title(label + ("  ✓" if hits[col] else ""), fontsize=8, color=HIT if hits[col] else "black")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_similarity_heatmap(sim, row_labels: Sequence[str], col_labels: Sequence[str],
+                            targets: Sequence[int] | None = None, title: str = "") -> Figure:
+    """Cosine similarities (rows = utterances, columns = images); dots mark each row's true image."""
+    sim = _to_numpy(sim)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.32 * sim.shape[1] + 2.5, 1.0 + 0.3 * sim.shape[0]))
+    im = ax.imshow(sim, cmap="viridis", aspect="auto")
+    if targets is not None:
+        ax.scatter(list(targets), range(len(targets)), s=18, c="white", edgecolors="black", label="true image")
+        best = sim.argmax(1)
+        ax.scatter(best, range(len(best)), s=40, marker="x", c="red", label="top-1")
+        fig.legend(fontsize=7, loc="lower left", ncol=2, frameon=False)
+    ax.set_yticks(range(len(row_labels)), [textwrap.shorten(s, 38) for s in row_labels], fontsize=7)
+    ax.set_xticks(range(len(col_labels)), list(col_labels), fontsize=7, rotation=90)
+    ax.set(xlabel="image", ylabel="utterance (its caption)", title=title)
+    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label="cosine")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
+def plot_keyword_hits(per_slot: Sequence[float], paper_per_slot: dict[str, Sequence[float]] | None = None,
+                      chance: float | None = None,
+                      title: str = "Keyword hit rate per slot (top-5 subwords)") -> Figure:
+    """Bars of this run's per-slot keyword hit rate (%) beside published per-slot rates and a chance floor."""
+    series = {"this run": list(per_slot), **(paper_per_slot or {})}
+    slots = len(per_slot)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * slots, 3.8))
+    width = 0.8 / len(series)
+    x = np.arange(slots)
+    for i, (name, values) in enumerate(series.items()):
+        values = list(values)[:slots]
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=f"{name} (mean {np.mean(values):.1f})",
+               hatch=None if i == 0 else "//", alpha=1 if i == 0 else 0.6, color=f"C{i}")
+        ax.axhline(np.mean(values), color=f"C{i}", lw=0.8, ls=":")
+    if chance is not None:
+        ax.axhline(chance, color="black", lw=1.2, ls="--", label=f"chance: 5 random subwords ({chance:.1f})")
+    ax.set_xticks(x, [f"kw{k + 1}" for k in range(slots)])
+    ax.set(ylabel="hit rate (%)", ylim=(0, 105), title=title)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_keyword_attention(attention, alignment: Sequence[tuple[str, float, float]] | None = None,
+                           keyword_labels: Sequence[str] | None = None, frame_rate: float = 50.0,
+                           title: str = "") -> Figure:
+    """Keyword-to-frame attention (K, T) over time, with the utterance's word boundaries from its CTM."""
+    att = _to_numpy(attention)
+    k, t = att.shape
+    seconds = t / frame_rate
+    fig, ax = plt.subplots(figsize=(max(6.0, 2.2 * seconds), 0.9 + 0.32 * k))
+    im = ax.imshow(att, aspect="auto", cmap="magma", extent=(0, seconds, k - 0.5, -0.5), interpolation="nearest")
+    labels = keyword_labels or [f"kw{i + 1}" for i in range(k)]
+    ax.set_yticks(range(k), [f"kw{i + 1}: {w}" if keyword_labels else w for i, w in enumerate(labels)], fontsize=8)
+    for word, start, end in alignment or []:
+        ax.axvline(start, color="white", lw=0.6, alpha=0.8)
+        ax.axvline(end, color="cyan", lw=0.6, ls=":", alpha=0.8)
+    top = ax.secondary_xaxis("top")
+    words = list(alignment or [])
+    top.set_xticks([(s + e) / 2 for _, s, e in words], [w for w, _, _ in words], fontsize=8, rotation=45)
+    ax.set(xlabel="time (s)", xlim=(0, seconds))
+    if title:
+        ax.set_title(title, fontsize=9, pad=28)
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01, label="attention")
+    fig.tight_layout()
+    return fig

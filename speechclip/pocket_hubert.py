@@ -1,0 +1,202 @@
+"""A pocket-size HuBERT pretrained here with HuBERT's first iteration: MFCC k-means targets, masked prediction.
+
+Hsu et al. 2021 (HuBERT) §II; used as the offline stand-in for §1.1; introduced in notebooks/01_backbones.ipynb.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+import torchaudio
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+
+from speechclip.pocket import read_split
+
+__all__ = ["hubert_config", "mfcc_features", "mfcc_many", "span_mask", "MaskedPredictionHead", "train_pocket_hubert"]
+
+FRAME = 320  # samples per frame at 16 kHz: 50 Hz, HuBERT's rate
+WINDOW = 400  # receptive field of the conv front-end (25 ms), also the MFCC window, so frame i aligns exactly
+
+
+def hubert_config(cfg) -> HubertConfig:
+    """HubertConfig for the pocket sizes: LayerNorm convs (padding-exact batching), post-LN encoder like Base."""
+    return HubertConfig(
+        hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size, conv_dim=list(cfg.conv_dim), conv_kernel=list(cfg.conv_kernel),
+        conv_stride=list(cfg.conv_stride), num_feat_extract_layers=len(cfg.conv_dim), feat_extract_norm="layer",
+        do_stable_layer_norm=False, conv_bias=True,
+        num_conv_pos_embeddings=32, num_conv_pos_embedding_groups=16,  # 0.64 s context: utterances are short
+        hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
+        layerdrop=0.0,  # an underfitting 1-minute model gains nothing from dropout
+        mask_time_prob=cfg.mask_prob, mask_time_length=cfg.mask_length)  # mask_time_prob > 0 creates the mask embedding
+
+
+_MFCC = torchaudio.transforms.MFCC(16000, n_mfcc=13, melkwargs=dict(
+    n_fft=WINDOW, win_length=WINDOW, hop_length=FRAME, center=False, n_mels=40))  # frame i = samples [320i, 320i+400)
+
+
+def _deltas(x: torch.Tensor) -> torch.Tensor:
+    """(T, F) regression deltas over +-2 frames with edge replication (HTK/Kaldi formula)."""
+    p = torch.cat([x[:1], x[:1], x, x[-1:], x[-1:]])
+    return (2 * (p[4:] - p[:-4]) + (p[3:-1] - p[1:-3])) / 10
+
+
+def mfcc_features(wav: torch.Tensor) -> torch.Tensor:
+    """(S,) waveform -> (T, 39) MFCC + deltas + delta-deltas at 50 Hz, mean/variance-normalised per utterance."""
+    return _finish_mfcc(_MFCC(wav).T)
+
+
+def _finish_mfcc(mfcc: torch.Tensor) -> torch.Tensor:
+    d1 = _deltas(mfcc)
+    feats = torch.cat([mfcc, d1, _deltas(d1)], dim=1)  # (T, 39)
+    return (feats - feats.mean(0)) / (feats.std(0) + 1e-5)
+
+
+def mfcc_many(wavs: list, chunk: int = 64) -> list:
+    """mfcc_features for many utterances, batched by similar length (same frames; much faster on CPU)."""
+    order = sorted(range(len(wavs)), key=lambda i: len(wavs[i]))
+    out = [None] * len(wavs)
+    for s in range(0, len(order), chunk):
+        idx = order[s:s + chunk]
+        batch = nn.utils.rnn.pad_sequence([wavs[i] for i in idx], batch_first=True)
+        mfcc = _MFCC(batch).transpose(1, 2)  # (B, T_max, 13); frames past an utterance's end are dropped below
+        for b, i in enumerate(idx):
+            out[i] = _finish_mfcc(mfcc[b, :(len(wavs[i]) - WINDOW) // FRAME + 1])
+    return out
+
+
+def span_mask(batch: int, frames: int, prob: float, length: int, gen: torch.Generator) -> torch.Tensor:
+    """(B, T) bool: round(prob * T) random span starts per utterance, each masking ``length`` frames (HuBERT)."""
+    mask = torch.zeros(batch, frames, dtype=torch.bool)
+    n_spans = max(1, round(prob * frames))
+    for b in range(batch):
+        starts = torch.randint(0, max(1, frames - length + 1), (n_spans,), generator=gen)
+        for s in starts.tolist():
+            mask[b, s:s + length] = True
+    return mask
+
+
+class MaskedPredictionHead(nn.Module):
+    """HuBERT's target head: logits_c = cos(W h_t, e_c) / 0.1 over the cluster label embeddings e_c."""
+
+    def __init__(self, hidden_size: int, num_clusters: int, final_dim: int = 128, temperature: float = 0.1):
+        super().__init__()
+        self.proj = nn.Linear(hidden_size, final_dim)
+        self.label_embeds = nn.Parameter(torch.randn(num_clusters, final_dim) * 0.1)
+        self.temperature = temperature
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.proj(h), dim=-1) @ F.normalize(self.label_embeds, dim=-1).T / self.temperature
+
+
+def _load_wav(path) -> torch.Tensor:
+    wav, sr = sf.read(str(path), dtype="float32", always_2d=False)
+    if sr != 16000:
+        raise ValueError(f"{path}: expected 16 kHz audio, got {sr} Hz")
+    return torch.from_numpy(wav if wav.ndim == 1 else wav.mean(1))
+
+
+def _fit_kmeans(wavs: list, num_clusters: int, seed: int, max_frames: int = 60000) -> tuple:
+    """k-means on MFCC frames of a sample of utterances; returns (centers (C, 39), info dict)."""
+    from sklearn.cluster import MiniBatchKMeans
+    feats = torch.cat(mfcc_many(wavs)).numpy()
+    rng = np.random.default_rng(seed)
+    sample = feats[rng.permutation(len(feats))[:max_frames]]
+    km = MiniBatchKMeans(num_clusters, random_state=seed, batch_size=4096, n_init=3, max_iter=100).fit(sample)
+    info = {"frames": int(len(sample)), "inertia_per_frame": float(km.inertia_ / len(sample)),
+            "clusters": num_clusters}
+    return torch.from_numpy(km.cluster_centers_).float(), info
+
+
+def _labels(wavs: list, centers: torch.Tensor) -> list:
+    """(T,) nearest-centre MFCC cluster ids at 50 Hz for each utterance."""
+    return [torch.cdist(f, centers).argmin(-1) for f in mfcc_many(wavs)]
+
+
+def _batch(wavs, labels, cfg, gen) -> tuple:
+    """Random crops cut to the shortest utterance in the batch (fairseq HuBERT: no padding), frame-aligned."""
+    idx = torch.randint(0, len(wavs), (cfg.batch_size,), generator=gen).tolist()
+    frames = min(int(cfg.max_seconds * 16000) // FRAME, min(len(labels[i]) for i in idx))
+    crops, targets = [], []
+    for i in idx:
+        f0 = int(torch.randint(0, len(labels[i]) - frames + 1, (1,), generator=gen))
+        crops.append(wavs[i][f0 * FRAME: f0 * FRAME + (frames - 1) * FRAME + WINDOW].float() / 32767)
+        targets.append(labels[i][f0:f0 + frames])
+    return torch.stack(crops), torch.stack(targets)
+
+
+def _step_loss(model, head, wavs, targets, cfg, gen) -> tuple:
+    """Masked-prediction cross-entropy over cluster ids on masked frames only (HuBERT base weights)."""
+    wavs = F.layer_norm(wavs, wavs.shape[-1:])  # do_normalize: per-utterance zero mean, unit variance
+    T = targets.shape[1]
+    mask = span_mask(wavs.shape[0], T, cfg.mask_prob, cfg.mask_length, gen)
+    hidden = model(wavs, mask_time_indices=mask).last_hidden_state[:, :T]
+    logits = head(hidden[mask])
+    loss = F.cross_entropy(logits, targets[mask])
+    acc = (logits.argmax(-1) == targets[mask]).float().mean()
+    return loss, float(acc)
+
+
+def _lr_at(step: int, cfg) -> float:
+    warmup = max(1, int(0.08 * cfg.steps))  # HuBERT warms up for 8% of training, then decays linearly
+    return cfg.lr * min((step + 1) / warmup, max(0.0, (cfg.steps - step) / max(1, cfg.steps - warmup)))
+
+
+def _read_corpus(root, cfg) -> tuple:
+    rows = [r for r in read_split(root, "train") if r["wav"] is not None]
+    min_len = WINDOW + FRAME * (cfg.mask_length + 1)
+    wavs = [w for w in (_load_wav(r["wav"]) for r in rows) if len(w) >= min_len]
+    if not wavs:
+        raise ValueError(f"{root}: no train utterances with audio long enough to pretrain on")
+    return wavs
+
+
+def train_pocket_hubert(corpus_root, cfg, out_dir) -> Path:
+    """Pretrain the pocket HuBERT on the corpus's train audio and save_pretrained it into ``out_dir``."""
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    wavs = _read_corpus(corpus_root, cfg)
+    sample = [wavs[i] for i in torch.randperm(len(wavs), generator=gen)[:1000].tolist()]
+    centers, km_info = _fit_kmeans(sample, cfg.num_clusters, cfg.seed)
+    labels = _labels(wavs, centers)
+    wavs = [(w * 32767).round().short() for w in wavs]  # PCM16 in memory: half the RAM of float32
+    t_labels = time.time() - t0
+    model = HubertModel(hubert_config(cfg)).train()
+    head = MaskedPredictionHead(cfg.hidden_size, cfg.num_clusters)
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    curve = []
+    for step in (bar := tqdm(range(cfg.steps), desc="pocket HuBERT", mininterval=5)):
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, cfg)
+        loss, acc = _step_loss(model, head, *_batch(wavs, labels, cfg, gen), cfg, gen)
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 10.0)
+        opt.step()
+        curve.append([step, round(loss.item(), 4), round(acc, 4)])
+        bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.2f}", refresh=False)
+    _save(model, centers, out_dir, {
+        "kmeans": km_info, "loss_curve": curve, "utterances": len(wavs), "label_seconds": round(t_labels, 1),
+        "wall_seconds": round(time.time() - t0, 1), "head": "cosine logits vs label embeddings, tau 0.1",
+        "chance_loss": math.log(cfg.num_clusters), "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}})
+    return Path(out_dir)
+
+
+def _save(model: HubertModel, centers: torch.Tensor, out_dir, info: dict) -> None:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval().save_pretrained(out)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=True).save_pretrained(out)
+    np.save(out / "kmeans_centers.npy", centers.numpy())
+    (out / "training.json").write_text(json.dumps(info, indent=1))

@@ -1,0 +1,206 @@
+"""Frozen HuBERT behind one loader (hub name, local folder or "pocket"), plus the learnable layer weighting.
+
+§1.1 of the reference; introduced in notebooks/01_backbones.ipynb.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import HubertConfig, HubertModel
+
+__all__ = ["SpeechEncoder", "WeightedLayerSum", "load_speech_encoder", "conv_output_lengths"]
+
+# HuBERT Large (fairseq hubert_large_ll60k): pre-LN encoder, LayerNorm in every conv layer, conv biases (§1.1).
+_LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+              feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True)
+
+
+def conv_output_lengths(wav_lens: torch.Tensor, kernels, strides) -> torch.Tensor:
+    """Exact frame count of the conv front-end: floor((S - k) / s) + 1 per layer (pitfall 9, §1.1)."""
+    lens = wav_lens.long()
+    for k, s in zip(kernels, strides):
+        lens = torch.div(lens - k, s, rounding_mode="floor") + 1
+    return lens.clamp(min=0)
+
+
+class SpeechEncoder(nn.Module):
+    """Frozen HuBERT returning every hidden state: (L+1, B, T, D_a) and exact frame lengths.
+
+    Decisions (reference §1.1 and §9):
+    - pitfall 12: the backbone always stays in eval mode (dropout off) even when a parent calls ``.train()``;
+      the original probably ran it in train mode by accident, and cached features need to be deterministic.
+    - pitfall 9: ``feat_lens`` use the exact conv formula, not round(S / 320), so no mask covers a missing frame.
+    - padding: the conv front-end runs per utterance on its unpadded waveform when it uses GroupNorm
+      (hubert-base: GroupNorm statistics would otherwise include the zero padding), batched when it uses
+      per-frame LayerNorm; the transformer gets a key-padding mask and padded frames are zeroed before the
+      positional convolution, so an utterance's features do not depend on what it is batched with.
+    - waveforms are layer-normalised per utterance (over its true length) when the feature-extractor config
+      says ``do_normalize`` (HuBERT Large, the pocket model), as fairseq's task ``normalize`` did (§1.1).
+    - hidden_states[0] is the transformer input after the positional conv (+ encoder LayerNorm for post-LN
+      models); the other entries are raw layer outputs, so pre-LN models (Large) are un-normalised (pitfall 6).
+    """
+
+    def __init__(self, model: HubertModel, do_normalize: bool = False, finetune_top_layers: int = 0):
+        super().__init__()
+        self.model = model
+        self.do_normalize = do_normalize
+        cfg = model.config
+        self.hidden_size = cfg.hidden_size
+        self.num_layers = cfg.num_hidden_layers
+        self.num_hidden_states = cfg.num_hidden_layers + 1
+        self.finetune_top_layers = int(finetune_top_layers)
+        if not 0 <= self.finetune_top_layers <= self.num_layers:
+            raise ValueError(f"finetune_top_layers must be in [0, {self.num_layers}], got {finetune_top_layers}")
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        for layer in self.model.encoder.layers[self.num_layers - self.finetune_top_layers:]:
+            for p in layer.parameters():
+                p.requires_grad_(True)
+        self.model.eval()
+
+    def train(self, mode: bool = True):
+        """Keep the backbone in eval mode whatever the parent asks (pitfall 12)."""
+        super().train(mode)
+        self.model.eval()
+        return self
+
+    def feature_lengths(self, wav_lens: torch.Tensor) -> torch.Tensor:
+        """Frames per utterance from samples per utterance (exact conv arithmetic)."""
+        cfg = self.model.config
+        return conv_output_lengths(wav_lens, cfg.conv_kernel, cfg.conv_stride)
+
+    def _conv_features(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
+        """Conv front-end + projection -> (B, T, D_a), computed so padding cannot leak in."""
+        wavs = wavs.float()
+        if self.do_normalize or self.model.config.feat_extract_norm == "group":
+            pieces = []
+            for wav, n in zip(wavs, wav_lens.tolist()):
+                w = wav[:n]
+                if self.do_normalize:
+                    w = F.layer_norm(w, w.shape)
+                pieces.append(w)
+            if self.model.config.feat_extract_norm == "group":
+                feats = [self.model.feature_extractor(w[None]).transpose(1, 2)[0] for w in pieces]
+                feats = nn.utils.rnn.pad_sequence(feats, batch_first=True)
+                return self.model.feature_projection(feats)
+            wavs = nn.utils.rnn.pad_sequence(pieces, batch_first=True)
+        feats = self.model.feature_extractor(wavs).transpose(1, 2)
+        return self.model.feature_projection(feats)
+
+    def _run_layers(self, x: torch.Tensor, pad: torch.Tensor, start: int, stop: int) -> list[torch.Tensor]:
+        """Transformer layers [start, stop) with a key-padding mask; returns each layer's output."""
+        additive = torch.zeros(pad.shape, dtype=x.dtype, device=x.device)
+        additive = additive.masked_fill(pad, torch.finfo(x.dtype).min)[:, None, None, :]
+        outs = []
+        for layer in self.model.encoder.layers[start:stop]:
+            x = layer(x, attention_mask=additive)
+            x = x[0] if isinstance(x, tuple) else x
+            outs.append(x.masked_fill(pad[..., None], 0.0))
+        return outs
+
+    def _input_state(self, wavs: torch.Tensor, wav_lens: torch.Tensor, feat_lens: torch.Tensor) -> tuple:
+        x = self._conv_features(wavs, wav_lens)
+        pad = torch.arange(x.shape[1], device=x.device)[None] >= feat_lens[:, None]  # (B, T) True = padding
+        x = x.masked_fill(pad[..., None], 0.0)  # the positional conv must see zeros past the end, as unbatched
+        enc = self.model.encoder
+        x = x + enc.pos_conv_embed(x)
+        if not self.model.config.do_stable_layer_norm:
+            x = enc.layer_norm(x)
+        return x.masked_fill(pad[..., None], 0.0), pad
+
+    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S) waveforms -> hidden_states (L+1, B, T, D_a), feat_lens (B,)."""
+        wav_lens = wav_lens.to(wavs.device)
+        feat_lens = self.feature_lengths(wav_lens)
+        split = self.num_layers - self.finetune_top_layers
+        with torch.no_grad():
+            x, pad = self._input_state(wavs, wav_lens, feat_lens)
+            states = [x] + self._run_layers(x, pad, 0, split)
+        if self.finetune_top_layers:
+            states += self.forward_top(states[-1], feat_lens, start_layer=split)
+        return torch.stack(states), feat_lens
+
+    def forward_top(self, hidden_state: torch.Tensor, feat_lens: torch.Tensor, start_layer: int) -> list:
+        """Run layers start_layer..L-1 on hidden_states[start_layer] (B, T, D_a); returns the L - j later states.
+
+        Lets a trainer cache the frozen lower layers once and run only the finetuned top ones each step.
+        """
+        pad = torch.arange(hidden_state.shape[1], device=hidden_state.device)[None] >= feat_lens[:, None].to(
+            hidden_state.device)
+        if start_layer < self.num_layers - self.finetune_top_layers:
+            with torch.no_grad():
+                return self._run_layers(hidden_state, pad, start_layer, self.num_layers)
+        return self._run_layers(hidden_state, pad, start_layer, self.num_layers)
+
+
+class WeightedLayerSum(nn.Module):
+    """Softmax-weighted sum of all hidden states, weights zero-initialised: sum_l softmax(w)_l * h_l (§1.1).
+
+    With ``normalize=True`` each state first gets a parameter-free LayerNorm (HuBERT Large, pitfall 6).
+    """
+
+    def __init__(self, num_states: int, normalize: bool = False):
+        super().__init__()
+        self.weights = nn.Parameter(torch.zeros(num_states))
+        self.normalize = normalize
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.normalize:
+            hidden_states = F.layer_norm(hidden_states, hidden_states.shape[-1:])
+        w = torch.softmax(self.weights, dim=0).to(hidden_states.dtype)
+        return torch.einsum("l,lbtd->btd", w, hidden_states)  # (B, T, D_a)
+
+
+def _read_do_normalize(folder: Path | None, config: HubertConfig) -> bool:
+    """The feature extractor's ``do_normalize`` when the folder has one, else the fairseq convention."""
+    pre = folder / "preprocessor_config.json" if folder is not None else None
+    if pre is not None and pre.is_file():
+        return bool(json.loads(pre.read_text()).get("do_normalize", False))
+    # hubert-base ships no preprocessor config and was trained without normalisation; Large (LayerNorm convs) with.
+    return config.feat_extract_norm == "layer"
+
+
+def _missing_weights_error(name: str, err: Exception) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"Could not load HuBERT '{name}': it is neither a local folder nor in the Hugging Face cache, and the hub "
+        f"is unreachable from here ({type(err).__name__}). Fetch the weights on a machine with internet, e.g.\n"
+        f"    huggingface-cli download {name} --local-dir checkpoints/{name.split('/')[-1]}\n"
+        f"copy the folder here and set speech.name to that folder (a save_pretrained folder also works). "
+        f"Offline, use speech.name='pocket' instead.")
+
+
+def _random_config(name: str) -> HubertConfig:
+    return HubertConfig(**_LARGE) if "large" in name.lower() else HubertConfig()
+
+
+def load_speech_encoder(cfg, random_init: bool = False, cache_dir=None, pocket_cfg=None, corpus_root=None,
+                        artifacts_dir=None) -> SpeechEncoder:
+    """Build the frozen SpeechEncoder from ``cfg.name``: hub name, save_pretrained folder, or "pocket".
+
+    ``pocket_cfg``/``corpus_root``/``artifacts_dir`` are used only for "pocket" (trained and cached on first use,
+    then loaded through the same folder path as a real checkpoint); ``cache_dir`` is the Hugging Face cache.
+    ``random_init`` builds the architecture without weights (parameter counts offline).
+    """
+    name = str(cfg.name)
+    finetune = getattr(cfg, "finetune_top_layers", 0)
+    if name == "pocket":
+        from speechclip import pocket, pocket_hubert
+        from speechclip.config import PocketHubertConfig
+        pocket_cfg = pocket_cfg or PocketHubertConfig()
+        if random_init:
+            model = HubertModel(pocket_hubert.hubert_config(pocket_cfg))
+            return SpeechEncoder(model, do_normalize=True, finetune_top_layers=finetune)
+        name = str(pocket.ensure_pocket_hubert(pocket_cfg, corpus_root, artifacts_dir=artifacts_dir))
+    folder = Path(name) if Path(name).is_dir() else None
+    if random_init:
+        config = HubertConfig.from_pretrained(folder) if folder is not None else _random_config(name)
+        return SpeechEncoder(HubertModel(config), _read_do_normalize(folder, config), finetune)
+    try:
+        model = HubertModel.from_pretrained(name, cache_dir=cache_dir)
+    except OSError as err:
+        raise _missing_weights_error(name, err) from err
+    return SpeechEncoder(model, _read_do_normalize(folder, model.config), finetune)

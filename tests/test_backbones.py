@@ -1,0 +1,172 @@
+"""Speech and CLIP backbones: loading by path, shapes, frozen-ness, padding, vocabulary, keyword encoding."""
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may wait on the network
+
+import open_clip
+import pytest
+import torch
+from transformers import HubertConfig, HubertModel
+
+from speechclip.clip_encoder import load_clip
+from speechclip.config import ClipConfig, PocketClipConfig, SpeechEncoderConfig
+from speechclip.pocket_clip import build_pocket_clip, save_pocket_clip
+from speechclip.speech_encoder import WeightedLayerSum, conv_output_lengths, load_speech_encoder
+
+CAPTIONS = ["a dog runs on the grass", "a red dog", "two dogs play in the water", "a child on the grass"]
+
+
+def _tiny_hubert(folder, norm="group", stable=False, do_normalize=None):
+    torch.manual_seed(0)
+    cfg = HubertConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
+                       conv_dim=[16] * 7, feat_extract_norm=norm, do_stable_layer_norm=stable, conv_bias=stable,
+                       num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+    HubertModel(cfg).save_pretrained(folder)
+    if do_normalize is not None:
+        (folder / "preprocessor_config.json").write_text(json.dumps({"do_normalize": do_normalize}))
+    return load_speech_encoder(SpeechEncoderConfig(name=str(folder)))
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    cfg = PocketClipConfig(embed_dim=24, image_size=32, patch_size=16, vision_width=32, vision_layers=1,
+                           text_width=32, text_layers=2, heads=2)
+    model, _ = build_pocket_clip(cfg)
+    return save_pocket_clip(model, cfg, tmp_path_factory.mktemp("clip")), model
+
+
+@pytest.fixture(scope="module")
+def clip(clip_dir):
+    enc = load_clip(ClipConfig(name=str(clip_dir[0]), pretrained=""))
+    enc.set_vocab(CAPTIONS)
+    return enc
+
+
+def test_hubert_by_path_shapes_and_frozen(tmp_path):
+    enc = _tiny_hubert(tmp_path)
+    wavs, lens = torch.randn(2, 16000), torch.tensor([16000, 9000])
+    hs, feat_lens = enc(wavs, lens)
+    assert hs.shape == (4, 2, 49, 32) and enc.num_hidden_states == 4 and enc.hidden_size == 32
+    assert feat_lens.tolist() == [49, 27] == [(n - 400) // 320 + 1 for n in (16000, 9000)]  # exact, not round(n/320)
+    assert torch.all(hs[:, 1, 27:] == 0)
+    assert not any(p.requires_grad for p in enc.parameters()) and not hs.requires_grad
+    enc.train()
+    assert not enc.model.training and not enc.do_normalize  # group-norm HuBERT (base): no waveform norm
+
+
+@pytest.mark.parametrize("norm,stable", [("group", False), ("layer", True)])
+def test_padding_invariance(tmp_path, norm, stable):
+    enc = _tiny_hubert(tmp_path, norm, stable)
+    short, long = torch.randn(7000), torch.randn(12000)
+    alone, _ = enc(short[None], torch.tensor([7000]))
+    batch = torch.zeros(2, 12000)
+    batch[0, :7000], batch[1] = short, long
+    both, lens = enc(batch, torch.tensor([7000, 12000]))
+    assert torch.allclose(alone[:, 0], both[:, 0, :lens[0]], atol=1e-5)
+
+
+def test_waveform_normalisation_from_preprocessor_config(tmp_path):
+    enc = _tiny_hubert(tmp_path, "layer", True, do_normalize=True)
+    wav = torch.randn(1, 8000)
+    assert enc.do_normalize
+    assert torch.allclose(enc(wav, torch.tensor([8000]))[0], enc(3 * wav + 0.1, torch.tensor([8000]))[0], atol=1e-4)
+
+
+def test_finetune_top_layers(tmp_path):
+    _tiny_hubert(tmp_path)
+    enc = load_speech_encoder(SpeechEncoderConfig(name=str(tmp_path), finetune_top_layers=1))
+    trainable = {n.split(".")[3] for n, p in enc.named_parameters() if p.requires_grad}
+    assert trainable == {"2"}  # only encoder.layers.2
+    hs, lens = enc(torch.randn(2, 8000), torch.tensor([8000, 6000]))
+    top = enc.forward_top(hs[2].detach(), lens, start_layer=2)
+    assert len(top) == 1 and torch.allclose(top[0], hs[3], atol=1e-6)
+    top[0].sum().backward()
+    assert enc.model.encoder.layers[2].feed_forward.output_dense.weight.grad is not None
+
+
+def test_weighted_layer_sum():
+    hs = torch.randn(5, 2, 7, 8)
+    wls = WeightedLayerSum(5)
+    assert torch.allclose(torch.softmax(wls.weights, 0), torch.full((5,), 0.2))
+    assert torch.allclose(wls(hs), hs.mean(0), atol=1e-6)
+    normed = WeightedLayerSum(5, normalize=True)(hs * 10 + 3)
+    assert torch.allclose(normed, torch.nn.functional.layer_norm(hs, (8,)).mean(0), atol=1e-4)
+
+
+def test_conv_lengths_match_model():
+    model = HubertModel(HubertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, conv_dim=[8] * 7))
+    lens = torch.tensor([400, 719, 720, 16000, 102400])
+    assert torch.equal(conv_output_lengths(lens, model.config.conv_kernel, model.config.conv_stride),
+                       model._get_feat_extract_output_lengths(lens))
+
+
+def test_random_init_parameter_counts():
+    base = load_speech_encoder(SpeechEncoderConfig(), random_init=True)
+    assert sum(p.numel() for p in base.parameters()) == 94_371_712  # fairseq's 94,697,600 minus pretraining heads
+    clip = load_clip(ClipConfig(), random_init=True)
+    assert sum(p.numel() for p in clip.parameters()) == 151_277_313  # §8.2
+
+
+def test_missing_downloads_explain_themselves(tmp_path):
+    with pytest.raises(FileNotFoundError, match="huggingface-cli download facebook/hubert-base-ls960"):
+        load_speech_encoder(SpeechEncoderConfig(), cache_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="huggingface-cli download timm/"):
+        load_clip(ClipConfig(), cache_dir=tmp_path)
+
+
+def test_clip_loads_from_folder_frozen(clip, clip_dir):
+    _, model = clip_dir
+    for (name, a), b in zip(clip.model.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert not any(p.requires_grad for p in clip.parameters())
+    assert clip.embed_dim == 24 and clip.token_dim == 32 and clip.tokenize(CAPTIONS).shape == (4, 77)
+    img = torch.randn(3, 3, 32, 32)
+    assert torch.allclose(clip.encode_image(img).norm(dim=-1), torch.ones(3))
+
+
+def test_encode_text_matches_open_clip(clip):
+    ids = clip.tokenize(CAPTIONS)
+    ref = torch.nn.functional.normalize(clip.model.encode_text(ids), dim=-1)
+    assert torch.allclose(clip.encode_text(CAPTIONS), ref, atol=1e-5)
+    assert clip.model.token_embedding.weight.shape[0] == 49408  # pitfall 2: the full table stays
+
+
+def test_reduced_vocabulary(clip):
+    ids = clip.tokenize([c for c in CAPTIONS])
+    counts = torch.bincount(ids.flatten(), minlength=49408)
+    v = clip.vocab_ids
+    assert len(v) == int((counts > 0).sum()) and v[0] == 0  # padding zeros are the most frequent id
+    pairs = [(-int(counts[i]), int(i)) for i in v]
+    assert pairs == sorted(pairs)  # count descending, ties by id
+    sot, eot = clip.tokenizer.sot_token_id, clip.tokenizer.eot_token_id
+    assert v[clip.special_vocab_positions].tolist() == [0, sot, eot]
+    assert torch.equal(clip.vocab_embeds, clip.model.token_embedding.weight[v])
+    assert clip.decode_vocab([int((v == 320).nonzero())]) == ["a"]  # id 320 is "a</w>"
+
+
+def test_encode_keywords_equals_encode_text(clip):
+    ids = clip.tokenize(CAPTIONS[:2])
+    lengths = (ids == clip.eot_id).int().argmax(-1) - 1  # subwords between SOT and EOT
+    K = int(lengths.max())
+    kw = clip.model.token_embedding(ids[:, 1:K + 1]).clone()  # (B, K, D_t), padded past each caption
+    out = clip.encode_keywords(kw, lengths)
+    assert torch.allclose(out, clip.encode_text(CAPTIONS[:2]), atol=1e-5)
+    one = clip.encode_keywords(kw[:1, :int(lengths[0])])
+    assert torch.allclose(one, out[:1], atol=1e-5)
+
+
+def test_keyword_gradients_reach_inputs_only(clip):
+    kw = torch.randn(2, 8, clip.token_dim, requires_grad=True)
+    clip.encode_keywords(kw).sum().backward()
+    assert kw.grad is not None and kw.grad.abs().sum() > 0
+    assert all(p.grad is None for p in clip.parameters())
+
+
+def test_open_clip_tokenizer_is_real_bpe():
+    ids = open_clip.get_tokenizer("ViT-B-32")(["a dog"])[0]
+    assert ids[:4].tolist() == [49406, 320, 1929, 49407]

@@ -1,0 +1,128 @@
+"""Pocket backbones: training on a tiny fixture corpus, cache reuse, loading through the real loaders, probes."""
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+
+from speechclip import pocket, probes
+from speechclip.clip_encoder import load_clip
+from speechclip.config import ClipConfig, PocketClipConfig, PocketHubertConfig, SpeechEncoderConfig
+from speechclip.speech_encoder import load_speech_encoder
+
+COLORS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 220, 20)}
+SHAPES = ("dog", "ball", "tree")
+TONES = {w: 200.0 + 97.0 * i for i, w in enumerate(["a", *COLORS, *SHAPES, "on", "grass"])}
+
+
+def _image(color, shape, size=32):
+    img = np.full((size, size, 3), 240, np.uint8)
+    lo, hi = (8, 24) if shape == "ball" else (4, 28) if shape == "tree" else (10, 20)
+    img[lo:hi, lo:hi] = COLORS[color]
+    return Image.fromarray(img)
+
+
+def _speak(words, rng):
+    """Each word a 0.15-0.25 s tone chord: a stand-in for TTS that still has word identities and alignments."""
+    pieces, ctm, t = [], [], 0.0
+    for w in words:
+        dur = float(rng.uniform(0.15, 0.25))
+        x = np.arange(int(dur * 16000)) / 16000
+        pieces.append(0.3 * np.sin(2 * np.pi * TONES[w] * x) + 0.1 * np.sin(2 * np.pi * 2.5 * TONES[w] * x))
+        ctm.append((t, dur, w))
+        t += dur
+    return np.concatenate(pieces).astype(np.float32), ctm
+
+
+def make_corpus(root, n_images=(10, 2, 5), seed=0):
+    """A tiny Flickr8k-layout corpus: coloured squares, 5 captions each, tone-word audio with a CTM."""
+    rng = np.random.default_rng(seed)
+    (root / "Images").mkdir(parents=True)
+    (root / "flickr_audio" / "wavs").mkdir(parents=True)
+    tokens, ctm_lines, k = [], [], 0
+    for split, n in zip(("train", "dev", "test"), n_images):
+        names = []
+        for _ in range(n):
+            color, shape = list(COLORS)[k % 4], SHAPES[k % 3]
+            name = f"{1000 + k}_img"
+            k += 1
+            _image(color, shape).save(root / "Images" / f"{name}.jpg")
+            names.append(f"{name}.jpg")
+            for c in range(5):
+                words = ["a", color, shape] + (["on", "grass"] if c % 2 else [])
+                tokens.append(f"{name}.jpg#{c}\t{' '.join(words)} .")
+                wav, ctm = _speak(words, rng)
+                sf.write(root / "flickr_audio" / "wavs" / f"{name}_{c}.wav", wav, 16000, subtype="PCM_16")
+                ctm_lines += [f"{name}_{c} 1 {s:.3f} {d:.3f} {w}" for s, d, w in ctm]
+        (root / f"Flickr_8k.{split}Images.txt").write_text("\n".join(names) + "\n")
+    (root / "Flickr8k.token.txt").write_text("\n".join(tokens) + "\n")
+    (root / "flickr_8k.ctm").write_text("\n".join(ctm_lines) + "\n")
+    (root / "metadata.json").write_text(json.dumps({"preset": "fixture", "seed": seed}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+TINY_HUBERT = PocketHubertConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                                 conv_dim=(16,) * 7, num_clusters=8, steps=3, batch_size=2)
+TINY_CLIP = PocketClipConfig(embed_dim=32, image_size=32, patch_size=16, vision_width=32, vision_layers=1,
+                             text_width=32, text_layers=1, heads=2, epochs=2, batch_size=4)
+
+
+def test_reader(corpus):
+    rows = pocket.read_split(corpus, "train")
+    assert len(rows) == 50 and rows[0]["wav"].is_file() and rows[0]["caption"].startswith("a ")
+    assert pocket.resolve_corpus(str(corpus)) == corpus.resolve()
+
+
+def test_pocket_hubert_trains_caches_and_loads(corpus, tmp_path):
+    folder = pocket.ensure_pocket_hubert(TINY_HUBERT, corpus, artifacts_dir=tmp_path)
+    info = json.loads((folder / "training.json").read_text())
+    assert len(info["loss_curve"]) == 3 and folder.name.startswith("hubert-")
+    assert (folder / "config.json").is_file() and (folder / "preprocessor_config.json").is_file()
+    stamp = (folder / "training.json").stat().st_mtime_ns
+    enc = load_speech_encoder(SpeechEncoderConfig(name="pocket"), pocket_cfg=TINY_HUBERT, corpus_root=corpus,
+                              artifacts_dir=tmp_path)
+    assert (folder / "training.json").stat().st_mtime_ns == stamp  # cache reused, not retrained
+    assert enc.num_hidden_states == 3 and enc.do_normalize
+    hs, lens = enc(torch.randn(2, 8000), torch.tensor([8000, 6000]))
+    assert hs.shape == (3, 2, 24, 32) and lens.tolist() == [24, 18]
+
+
+def test_cache_key_depends_on_config_and_corpus(corpus, tmp_path):
+    a = pocket.pocket_dir("hubert", TINY_HUBERT, corpus)
+    b = pocket.pocket_dir("hubert", PocketHubertConfig(**{**TINY_HUBERT.__dict__, "steps": 4}), corpus)
+    assert a != b and a == pocket.pocket_dir("hubert", TINY_HUBERT, str(corpus))
+
+
+def test_pocket_clip_trains_caches_and_loads(corpus, tmp_path):
+    folder = pocket.ensure_pocket_clip(TINY_CLIP, corpus, artifacts_dir=tmp_path)
+    assert (folder / "open_clip_config.json").is_file()
+    assert pocket.ensure_pocket_clip(TINY_CLIP, corpus, artifacts_dir=tmp_path) == folder
+    clip = load_clip(ClipConfig(name="pocket", pretrained=""), pocket_cfg=TINY_CLIP, corpus_root=corpus,
+                     artifacts_dir=tmp_path)
+    img = clip.preprocess(Image.open(next((corpus / "Images").iterdir())))
+    assert img.shape == (3, 32, 32)
+    assert clip.encode_image(img[None]).shape == (1, 32)
+    assert len(clip.vocab_ids) == 0  # the reduced vocabulary is opt-in (set_vocab)
+
+
+def test_probes_run(corpus, tmp_path):
+    clip = load_clip(ClipConfig(name="pocket", pretrained=""), pocket_cfg=TINY_CLIP, corpus_root=corpus,
+                     artifacts_dir=tmp_path)
+    r = probes.clip_retrieval(clip, corpus, split="test")
+    assert set(r["text_to_image"]) == {"R@1", "R@5", "R@10"} and r["pool"] == 5
+    enc = load_speech_encoder(SpeechEncoderConfig(name="pocket"), random_init=True, pocket_cfg=TINY_HUBERT)
+    w = probes.word_probe(enc, corpus, max_train_utts=50, max_test_utts=25, min_count=2, probe_iters=10)
+    assert len(w["mean"]["layer_accuracy"]) == len(w["frame"]["layer_accuracy"]) == 3
+    assert 0 <= w["frame"]["mfcc_accuracy"] <= 1 and w["num_words"] >= 3

@@ -10,6 +10,8 @@ from tqdm.auto import tqdm
 from speechclip.metrics import keyword_chance_rate, keyword_hit_rate, mutual_retrieval, paired_retrieval
 
 NEIGHBOURS = 5  # keyword hit: top-5 nearest subwords (§7.2, detokenized_K_neighbors)
+# Function words occur in nearly every caption, so a hit on them says little; the content variant drops them.
+FUNCTION_WORDS = frozenset("a an the is are of on in to and there with at it its this that be by for from as".split())
 
 
 @torch.no_grad()
@@ -48,10 +50,16 @@ def keyword_neighbours(model, keyword_embeds: torch.Tensor, n: int = NEIGHBOURS)
     return model.clip.vocab_ids.cpu()[positions]
 
 
-def caption_subwords(model, texts: list[str]) -> list[set]:
-    """Each caption's CLIP subword ids without padding, SOT and EOT (the fixed reference set, pitfall 16)."""
+def caption_subwords(model, texts: list[str], content_only: bool = False) -> list[set]:
+    """Each caption's CLIP subword ids without padding, SOT and EOT (the fixed reference set, pitfall 16).
+
+    content_only also drops FUNCTION_WORDS, a stricter variant reported beside the reference definition.
+    """
     ids = model.clip.tokenize(texts)
     special = {0, *model.clip.vocab_ids.cpu()[model.clip.special_vocab_positions.cpu()].tolist()}
+    if content_only:
+        decoder = model.clip.tokenizer.decoder
+        special |= {i for i in ids.unique().tolist() if decoder.get(i, "").replace("</w>", "") in FUNCTION_WORDS}
     return [set(row.tolist()) - special for row in ids]
 
 
@@ -66,12 +74,21 @@ def evaluate(model, dataset, collate, batch_size: int = 64, text_retrieval: bool
                                  for i in range(0, len(emb["texts"]), 256)])
         metrics.update(paired_retrieval(emb["speech_embeds"], text_embeds, "speech", "text"))
     if "keyword_embeds" in emb:
-        neighbours = keyword_neighbours(model, emb["keyword_embeds"])
-        references = caption_subwords(model, emb["texts"])
-        metrics.update(keyword_hit_rate(neighbours, references))
-        candidates = len(model.clip.vocab_ids) - len(model.clip.special_vocab_positions)
-        metrics["kw_chance"] = keyword_chance_rate(references, candidates, NEIGHBOURS)
+        metrics.update(keyword_metrics(model, emb))
     return metrics
+
+
+def keyword_metrics(model, emb: dict) -> dict:
+    """Per-slot and average hit rates, their chance levels, and the content-word variant (kw_content_*)."""
+    neighbours = keyword_neighbours(model, emb["keyword_embeds"])
+    candidates = len(model.clip.vocab_ids) - len(model.clip.special_vocab_positions)
+    out = {}
+    for prefix, content in (("kw", False), ("kw_content", True)):
+        references = caption_subwords(model, emb["texts"], content_only=content)
+        rates = keyword_hit_rate(neighbours, references)
+        out.update({f"{prefix}_{k[3:]}": v for k, v in rates.items()})
+        out[f"{prefix}_chance"] = keyword_chance_rate(references, candidates, NEIGHBOURS)
+    return out
 
 
 def keyword_table(model, emb: dict, rows: int = 10) -> list[dict]:

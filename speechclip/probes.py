@@ -121,6 +121,15 @@ def word_probe(encoder, corpus_root, max_train_utts: int = 1000, max_test_utts: 
     middle frame ("frame": what a frame knows about the word it sits in, the view SpeechCLIP's attention gets).
     Trained on train-split words, scored on test-split words (words seen >= min_count times in training).
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # thousands of tiny ops: extra threads only spin, 10x slower on a busy 2-core machine
+    try:
+        return _word_probe(encoder, corpus_root, max_train_utts, max_test_utts, min_count, seed, probe_iters)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _word_probe(encoder, corpus_root, max_train_utts, max_test_utts, min_count, seed, probe_iters) -> dict:
     ctm = read_ctm(Path(corpus_root) / "flickr_8k.ctm")
     train = _pick(read_split(corpus_root, "train"), ctm, max_train_utts, seed)
     test = _pick(read_split(corpus_root, "test"), ctm, max_test_utts, seed)

@@ -5,6 +5,7 @@ dataset can report them by file. Introduced in notebooks/00_setup_and_data.ipynb
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -123,3 +124,21 @@ def read_spokencoco_split(root: str | Path, split: str) -> list[Utterance]:
             utts.append(Utterance(uid, root / "SpokenCOCO" / wav if wav else None, root / "mscoco_img" / image,
                                   image.stem, int(image_id), text.lower() if text else None, cap.get("speaker")))
     return utts
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_input(path: Path, known_sha256: dict[str, str], readme: str) -> dict:
+    """Hash one downloaded input; compare it with a known checksum when (and only when) one is known."""
+    if not path.is_file():
+        raise CorpusError(f"{path}: input not found. Download it first (see {readme}).")
+    digest, known = sha256_file(path), known_sha256.get(path.name)
+    if known and digest != known:
+        raise CorpusError(f"{path}: sha256 {digest} differs from the known {known}; download it again.")
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest, "verified": bool(known)}

@@ -100,7 +100,7 @@ def test_known_checksum_is_enforced(flickr_archives, tmp_path, monkeypatch):
 
 def test_missing_or_hostile_archives(flickr_archives, tmp_path):
     prep, a = load_script("flickr8k"), flickr_archives
-    with pytest.raises(CorpusError, match="nowhere.zip: archive not found"):
+    with pytest.raises(CorpusError, match="nowhere.zip: input not found"):
         prep.prepare(tmp_path / "nowhere.zip", a["text"], a["audio"], tmp_path / "o")
     evil = write_tar(tmp_path / "evil.tar.gz", {"../escaped.wav": b"RIFF"})
     with pytest.raises(tarfile.TarError):

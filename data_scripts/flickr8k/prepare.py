@@ -9,7 +9,6 @@ checks the published counts and writes <out>/prepare_report.json. Introduced in 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -18,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
+from speechclip import corpora  # noqa: E402
 from speechclip.data import SPLITS, CorpusError, read_flickr_split  # noqa: E402
 from speechclip.alignments import read_ctm  # noqa: E402
 
@@ -32,22 +32,9 @@ TEXT_FILES = ("Flickr8k.token.txt", "Flickr8k.lemma.token.txt", "Flickr_8k.train
               "Flickr_8k.devImages.txt", "Flickr_8k.testImages.txt")
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_input(path: Path) -> dict:
-    """Hash one archive and compare it with KNOWN_SHA256 when (and only when) a value is known."""
-    if not path.is_file():
-        raise CorpusError(f"{path}: archive not found. Download it first (see data_scripts/flickr8k/README.md).")
-    digest, known = sha256(path), KNOWN_SHA256.get(path.name)
-    if known and digest != known:
-        raise CorpusError(f"{path}: sha256 {digest} differs from the known {known}; download it again.")
-    return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest, "verified": bool(known)}
+    """Hash one input and compare it with KNOWN_SHA256 when (and only when) a value is known."""
+    return corpora.check_input(path, KNOWN_SHA256, "data_scripts/flickr8k/README.md")
 
 
 def _is_junk(name: str) -> bool:

@@ -9,7 +9,6 @@ Karpathy file's imgid (unique over all splits). Introduced in notebooks/00_setup
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import tarfile
@@ -17,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
+from speechclip import corpora  # noqa: E402
 from speechclip.data import CorpusError  # noqa: E402
 
 # The standard Karpathy split: 82,783 train + 30,504 restval = 113,287 train, 5,000 val, 5,000 test images.
@@ -25,22 +25,9 @@ KNOWN_SHA256: dict[str, str] = {}  # deliberately empty: we know of no published
 KARPATHY_TO_KSPLIT = {"train": "train", "restval": "train", "val": "val", "test": "test"}
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_input(path: Path) -> dict:
     """Hash one input and compare it with KNOWN_SHA256 when (and only when) a value is known."""
-    if not path.is_file():
-        raise CorpusError(f"{path}: input not found. Download it first (see data_scripts/spokencoco/README.md).")
-    digest, known = sha256(path), KNOWN_SHA256.get(path.name)
-    if known and digest != known:
-        raise CorpusError(f"{path}: sha256 {digest} differs from the known {known}; download it again.")
-    return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest, "verified": bool(known)}
+    return corpora.check_input(path, KNOWN_SHA256, "data_scripts/spokencoco/README.md")
 
 
 def extract_audio(tar_path: Path, out: Path) -> dict[str, dict]:

@@ -142,3 +142,12 @@ def check_input(path: Path, known_sha256: dict[str, str], readme: str) -> dict:
     if known and digest != known:
         raise CorpusError(f"{path}: sha256 {digest} differs from the known {known}; download it again.")
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest, "verified": bool(known)}
+
+
+def finish_report(report: dict, expected: dict | None, out: Path) -> dict:
+    """Compare found counts with the expected ones, mark the report ok or not, and save it as prepare_report.json."""
+    report["mismatches"] = {k: {"expected": v, "found": report["counts"][k]} for k, v in (expected or {}).items()
+                            if report["counts"][k] != v}
+    report["ok"] = not report["mismatches"]
+    (out / "prepare_report.json").write_text(json.dumps(report, indent=2))
+    return report

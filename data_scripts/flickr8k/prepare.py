@@ -9,7 +9,6 @@ checks the published counts and writes <out>/prepare_report.json. Introduced in 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tarfile
@@ -96,11 +95,7 @@ def prepare(images: Path, text: Path, audio: Path, out: Path, ctm: Path | None =
     extract_audio(audio, out)
     report["alignments"] = add_ctm(Path(ctm), out) if ctm else None
     report["counts"] = count_corpus(out)
-    report["mismatches"] = {k: {"expected": v, "found": report["counts"][k]} for k, v in (expected or {}).items()
-                            if report["counts"][k] != v}
-    report["ok"] = not report["mismatches"]
-    (out / "prepare_report.json").write_text(json.dumps(report, indent=2))
-    return report
+    return corpora.finish_report(report, expected, out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,11 +87,7 @@ def prepare(audio: Path, train_images: Path, val_images: Path, karpathy: Path, o
     images = sum(extract_images(z, out / "mscoco_img") for z in (train_images, val_images))
     report["counts"] = {"spoken_images": len(spoken), "coco_images": images,
                         **write_ksplits(out, spoken, read_karpathy(karpathy))}
-    report["mismatches"] = {k: {"expected": v, "found": report["counts"][k]} for k, v in (expected or {}).items()
-                            if report["counts"][k] != v}
-    report["ok"] = not report["mismatches"]
-    (out / "prepare_report.json").write_text(json.dumps(report, indent=2))
-    return report
+    return corpora.finish_report(report, expected, out)
 
 
 def main(argv: list[str] | None = None) -> int:

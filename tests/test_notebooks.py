@@ -30,6 +30,8 @@ def test_notebook_runs_with_smoke_parameters(notebook, smoke_corpus, run_dirs):
     params = {"PRESET": "smoke", "DATA_DIR": str(smoke_corpus), "ARTIFACTS_DIR": str(run_dirs["artifacts"]),
               "OUTPUT_DIR": str(run_dirs["artifacts"]), "FIGURES_DIR": str(run_dirs["figures"])}
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # The kernel imports this checkout's package even where it was not pip-installed (make setup installs it).
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     papermill.execute_notebook(str(notebook), str(run_dirs["out"] / notebook.name), parameters=params,
                                cwd=str(notebook.parent), kernel_name="python3", progress_bar=False)
     metrics = run_dirs["artifacts"] / "metrics" / f"{notebook.stem}.json"

@@ -331,8 +331,7 @@ def parallel_notebook():
                   parallel_embeds.norm(dim=-1).numpy().round(4))
             '''),
         md('''
-        Sample output (smoke preset; the pocket backbones give the same widths): `hidden_states (5, 4, 257, 192)`,
-        `speech_feats (4, 257, 192)`, `parallel_embeds (4, 192)` with unit norms. HuBERT Base would give
+        Sample output (`PRESET="pocket"`, cpu corpus): `hidden_states (5, 4, 257, 192)`, `speech_feats (4, 257, 192)`, `parallel_embeds (4, 128)` with unit norms. HuBERT Base would give
         `(13, B, T, 768)` and ViT-B/32 `D = 512`.
         '''),
         md('''
@@ -366,8 +365,7 @@ def parallel_notebook():
             print(f"without the same-image mask: {no_mask:.4f}; logit scale s = 1/tau = {float(scale):.2f}")
             '''),
         md('''
-        Sample output (D = 192): `teaching 1.9336 = package 1.9336`, `without the same-image mask: 2.2000`,
-        `s = 14.29`. Without the mask, captions of the same image count as negatives and the loss is higher for no
+        Sample output (`PRESET="pocket"`, D = 128): `teaching 2.3302 = package 2.3302`, `without the same-image mask: 2.6902`, `s = 14.29`. Without the mask, captions of the same image count as negatives and the loss is higher for no
         good reason: it pushes apart utterances that describe the same picture.
         '''),
         md('''
@@ -393,7 +391,7 @@ def parallel_notebook():
             print(f"trainable {counted:,} (formula {by_formula:,}); frozen backbones {frozen:,}")
             '''),
         md('''
-        Sample output (smoke preset): `trainable 482,501 (formula 482,501); frozen backbones 15,118,561`: the bridge is
+        Sample output (`PRESET="pocket"`): `trainable 470,149 (formula 470,149); frozen backbones 9,905,057`: the bridge is
         about 3% of the model, as in the paper (7.5 M of about 257 M for Base).
         '''),
         md('''
@@ -575,9 +573,7 @@ def cascaded_notebook():
             print("untrained keywords of utterance 0:", exp.clip.decode_vocab(out["keyword_ids"][0]))
             '''),
         md('''
-        Sample output (smoke preset, V = 63): `keywords_continuous (4, 8, 192)`, `scores (4, 8, 63)`,
-        `attention (4, 8, 257)`, `cascaded_embeds (4, 192)`; the untrained keywords are arbitrary subwords such as
-        `['sits', 'sits', 'above', 'there', ...]`.
+        Sample output (`PRESET="pocket"`, V = 73): `keywords_continuous (4, 8, 128)`, `scores (4, 8, 73)`, `attention (4, 8, 257)`, `cascaded_embeds (4, 128)`; the untrained keywords are arbitrary subwords such as `['down', 'going', 'right', 'at', ...]`.
         '''),
         md('''
         ## 3. The quantiser and the BatchNorm, by hand
@@ -659,8 +655,7 @@ def cascaded_notebook():
             print(f"trainable {counted:,} (formula {by_formula:,}); frozen backbones {frozen:,}")
             '''),
         md('''
-        Sample output (smoke preset): `trainable 190,277 (formula 190,277)`, less than half of the parallel model's
-        482,501: there is no feed-forward block, and the codebook and text encoder are CLIP's, frozen.
+        Sample output (`PRESET="pocket"`): `trainable 176,901 (formula 176,901)`, less than half of the parallel model's 470,149: there is no feed-forward block, and the codebook and text encoder are CLIP's, frozen.
         '''),
         md('''
         **An untrained model retrieves at chance** (same check as notebook 10). Its keyword hit rate is *not* zero:

@@ -3,10 +3,16 @@
 Introduced in notebooks/00_setup_and_data.ipynb. Every random choice of an image draws from a generator seeded by
 (seed, image index), so the files are byte-identical for any number of worker processes. metadata.json is
 written last and marks the corpus complete.
+
+Voices: train and dev are spoken by the 24 training speakers, the test split by 8 held-out speakers that never
+speak in train or dev (other accents, voice variants and prosody), so test numbers say how a model does on new
+voices. The sub-folder ``seen_voices/`` is a second corpus in the same layout holding only the test split, spoken
+by training speakers (the same audio the test split had before held-out voices): retrieval on both shows the gap.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -27,14 +33,15 @@ except ImportError:  # Windows: no advisory locks; concurrent runs into one fold
 from speechclip.synth import scenes, tts
 from speechclip.synth.captions import make_captions
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"  # 3: test split in held-out voices, seen_voices/ copy
 SPLITS = ("train", "dev", "test")
 PRESETS = {"smoke": (24, 8, 8), "cpu": (1500, 250, 500), "flickr8k": (6000, 1000, 1000)}  # images per split
 CAPTIONS_PER_IMAGE = 5
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _IN_PROGRESS = ".synthetic_in_progress"  # names a half-written corpus that is safe to delete
 # metadata.json first: a corpus being replaced must stop looking complete before anything else goes
-_OUTPUTS = ("metadata.json", "Images", "flickr_audio", "Flickr8k.token.txt", "flickr_8k.ctm",
+SEEN_VOICES = "seen_voices"  # sub-corpus: the test split spoken by training speakers
+_OUTPUTS = ("metadata.json", SEEN_VOICES, "Images", "flickr_audio", "Flickr8k.token.txt", "flickr_8k.ctm",
             *(f"Flickr_8k.{s}Images.txt" for s in SPLITS))
 
 
@@ -50,6 +57,7 @@ class ImagePlan:
     scene: scenes.Scene
     captions: tuple[str, ...]
     speakers: tuple[str, ...]
+    seen_speakers: tuple[str, ...] = ()  # test split only: the training speakers of the seen_voices/ copy
 
 
 def plan_corpus(preset: str, seed: int) -> list[ImagePlan]:
@@ -62,9 +70,14 @@ def plan_corpus(preset: str, seed: int) -> list[ImagePlan]:
             index = len(plans) + 1
             rng = np.random.default_rng([seed, 1, index])
             captions = tuple(make_captions(scene, rng, CAPTIONS_PER_IMAGE))
-            speakers = rng.choice(len(tts.SPEAKERS), CAPTIONS_PER_IMAGE, replace=False)
+            seen = tuple(tts.SPEAKERS[int(k)].name for k in rng.choice(len(tts.SPEAKERS), CAPTIONS_PER_IMAGE,
+                                                                          replace=False))
+            speakers = seen
+            if split == "test":  # drawn after the training voices, so train and dev stay as they were
+                speakers = tuple(tts.HELD_OUT_SPEAKERS[int(k)].name
+                                 for k in rng.choice(len(tts.HELD_OUT_SPEAKERS), CAPTIONS_PER_IMAGE, replace=False))
             plans.append(ImagePlan(index, f"syn{index:05d}", split, f"{split}{family:04d}", variant, scene, captions,
-                                   tuple(tts.SPEAKERS[int(k)].name for k in speakers)))
+                                   speakers, seen if split == "test" else ()))
     return plans
 
 
@@ -79,7 +92,7 @@ def _make_image(job: tuple[ImagePlan, int, str]) -> tuple[list[str], float, list
     plan, seed, root = job
     image, placements = scenes.render(plan.scene, np.random.default_rng([seed, 2, plan.index]))
     image.save(Path(root, "Images", f"{plan.image_id}.jpg"), quality=90)
-    speakers = {s.name: s for s in tts.SPEAKERS}
+    speakers = {s.name: s for s in (*tts.SPEAKERS, *tts.HELD_OUT_SPEAKERS)}
     ctm, seconds = [], 0.0
     for n, (caption, speaker) in enumerate(zip(plan.captions, plan.speakers)):
         utt = tts.synthesize(caption, speakers[speaker], np.random.default_rng([seed, 3, plan.index, n]))
@@ -90,10 +103,10 @@ def _make_image(job: tuple[ImagePlan, int, str]) -> tuple[list[str], float, list
     return ctm, seconds, placements
 
 
-def _run(plans: list[ImagePlan], seed: int, root: Path, workers: int, progress: bool) -> list[tuple]:
+def _run(jobs: list[tuple], workers: int, progress: bool) -> list[tuple]:
     # fork is quick and safe here: children set one torch thread and make their own espeak before any work
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    jobs = [(plan, seed, str(root)) for plan in plans]
+    plans = [job[0] for job in jobs]
     results = []
     with multiprocessing.get_context(method).Pool(workers, initializer=_init_worker) as pool, \
             tqdm(total=len(plans) * CAPTIONS_PER_IMAGE, unit="utt", disable=not progress) as bar:
@@ -107,33 +120,38 @@ def _write_text(path: Path, lines) -> None:
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
 
 
-def _metadata(preset: str, seed: int, plans: list[ImagePlan], results: list[tuple]) -> dict:
+def _metadata(preset: str, seed: int, plans: list[ImagePlan], results: list[tuple], voices: str) -> dict:
     images = {}
     for plan, (_, _, placements) in zip(plans, results):
         objects = [{**vars(o), **place} for o, place in zip(plan.scene.objects, placements)]
         images[plan.image_id] = {"split": plan.split, "family": plan.family, "variant": plan.variant,
                                  "layout": plan.scene.layout, "objects": objects}
-    counts = {s: {"images": n, "utterances": n * CAPTIONS_PER_IMAGE} for s, n in zip(SPLITS, PRESETS[preset])}
+    counts = {s: {"images": n, "utterances": n * CAPTIONS_PER_IMAGE}
+              for s, n in zip(SPLITS, PRESETS[preset]) if any(p.split == s for p in plans)}
     return {"generator": "speechclip.synth", "generator_version": GENERATOR_VERSION, "preset": preset, "seed": seed,
             "counts": counts, "sample_rate": tts.SAMPLE_RATE,
             "audio_hours": round(sum(r[1] for r in results) / 3600, 4),
             "speakers": {s.name: {k: v for k, v in vars(s).items() if k != "name"} for s in tts.SPEAKERS},
+            "held_out_speakers": {s.name: {k: v for k, v in vars(s).items() if k != "name"}
+                                  for s in tts.HELD_OUT_SPEAKERS},
+            "voices": voices,
             "attributes": {"shapes": list(scenes.SHAPES), "colours": list(scenes.COLOURS),
                            "sizes": list(scenes.SIZES), "positions": list(scenes.POSITIONS),
                            "arrangements": list(scenes.ARRANGEMENTS)},
             "images": images}
 
 
-def write_corpus_files(root: Path, preset: str, seed: int, plans: list[ImagePlan], results: list[tuple]) -> None:
-    """The text files of the layout; metadata.json goes last as the completion marker."""
+def write_corpus_files(root: Path, preset: str, seed: int, plans: list[ImagePlan], results: list[tuple],
+                       voices: str = "train and dev: training speakers; test: held-out speakers") -> None:
+    """The text files of the layout (split files for the splits `plans` has); metadata.json goes last."""
     _write_text(root / "Flickr8k.token.txt",
                 (f"{p.image_id}.jpg#{n}\t{c}" for p in plans for n, c in enumerate(p.captions)))
-    for split in SPLITS:
+    for split in sorted({p.split for p in plans}):
         _write_text(root / f"Flickr_8k.{split}Images.txt", (f"{p.image_id}.jpg" for p in plans if p.split == split))
     _write_text(root / "flickr_audio" / "wav2spk.txt",
                 (f"{p.image_id}_{n}.wav {s}" for p in plans for n, s in enumerate(p.speakers)))
     _write_text(root / "flickr_8k.ctm", (line for ctm, _, _ in results for line in ctm))
-    meta = json.dumps(_metadata(preset, seed, plans, results), indent=1, sort_keys=True)
+    meta = json.dumps(_metadata(preset, seed, plans, results, voices), indent=1, sort_keys=True)
     (root / "metadata.json").write_text(meta + "\n", encoding="utf-8")
 
 
@@ -196,15 +214,22 @@ def _make_locked(root: Path, preset: str, seed: int, workers: int | None, force:
     if _prepare(root, config, force):
         print(f"corpus already complete: {root} ({preset}, seed {seed})")
         return root
-    (root / "Images").mkdir()
-    (root / "flickr_audio" / "wavs").mkdir(parents=True)
+    seen_root = root / SEEN_VOICES
+    for folder in (root, seen_root):
+        (folder / "Images").mkdir(parents=True)
+        (folder / "flickr_audio" / "wavs").mkdir(parents=True)
     started = time.perf_counter()
     plans = plan_corpus(preset, seed)
-    results = _run(plans, seed, root, workers or os.cpu_count() or 1, progress)
-    write_corpus_files(root, preset, seed, plans, results)
+    seen_plans = [dataclasses.replace(p, speakers=p.seen_speakers) for p in plans if p.split == "test"]
+    jobs = [(p, seed, str(root)) for p in plans] + [(p, seed, str(seen_root)) for p in seen_plans]
+    results = _run(jobs, workers or os.cpu_count() or 1, progress)
+    write_corpus_files(seen_root, preset, seed, seen_plans, results[len(plans):],
+                       voices="test split spoken by training speakers")
+    write_corpus_files(root, preset, seed, plans, results[:len(plans)])
     (root / _IN_PROGRESS).unlink()
-    elapsed, n_utts = time.perf_counter() - started, len(plans) * CAPTIONS_PER_IMAGE
-    print(f"wrote {n_utts} utterances ({len(plans)} images) to {root} in {elapsed:.1f} s: "
+    elapsed, n_utts = time.perf_counter() - started, len(jobs) * CAPTIONS_PER_IMAGE
+    print(f"wrote {n_utts} utterances ({len(plans)} images, {len(seen_plans)} test images again in training "
+          f"voices under {SEEN_VOICES}/) to {root} in {elapsed:.1f} s: "
           f"{n_utts / elapsed:.1f} utterances/s, {_folder_bytes(root) / 1e6:.1f} MB")
     return root
 

@@ -51,7 +51,19 @@ def _speaker_pool(n: int = 24) -> tuple[Speaker, ...]:
                  for i in range(n))
 
 
-SPEAKERS = _speaker_pool()
+SPEAKERS = _speaker_pool()  # speak the train and dev splits (and the test split's seen_voices/ copy)
+
+
+def _held_out_pool() -> tuple[Speaker, ...]:
+    # accents and voice variants that no training speaker uses, and prosody outside the training grid
+    # (training: rate 140-209 wpm, pitch 30-74), so the test split is spoken by voices the models never heard
+    accents = ("en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
+    variants = ("Andy", "Annie", "Denis", "linda", "edward", "steph", "paul", "m8")
+    return tuple(Speaker(f"new{i:02d}", f"{accents[i % 4]}+{variants[i]}", rate=(125, 220)[i % 2] + 3 * i,
+                         pitch=(22, 80)[(i // 2) % 2] + i, range=25 + 9 * i, volume=90 + 2 * i) for i in range(8))
+
+
+HELD_OUT_SPEAKERS = _held_out_pool()  # speak the test split only
 
 
 @dataclass

@@ -34,6 +34,7 @@ class SpeechEncoderConfig:
     name: str = "facebook/hubert-base-ls960"  # hub name, a local save_pretrained folder, or "pocket"
     normalize_hiddenstates: bool = False  # parameter-free LN per layer before the weighted sum: large only (§1.1)
     finetune_top_layers: int = 0  # 0 = fully frozen as in the paper; >0 only for the offline pocket option
+    frame_pool: int = 1  # average k frames: 1 = HuBERT's 50 Hz as in the paper; pocket 4 (12.5 Hz, CPU budget)
 
 
 @dataclass

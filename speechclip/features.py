@@ -2,8 +2,9 @@
 
 The speech encoder and CLIP are frozen (§1.5), so their outputs for a fixed utterance never change: all L+1
 hidden states are stored as float16 in one memory-mapped file per split, and each image's CLIP embedding once.
-The training-time 6.4 s crop (§1.2) becomes a crop of 320 frames (50 frames/s); frames near the crop edge saw
-the full context, a documented difference from cropping the waveform. Introduced in notebooks/10_parallel.ipynb.
+The training-time 6.4 s crop (§1.2) becomes a crop of 6.4 s worth of frames (320 at HuBERT's 50 frames/s, 80 when
+the encoder pools 4 frames); frames near the crop edge saw the full context, a documented difference from
+cropping the waveform. Each store records the encoder's frame rate. Introduced in notebooks/10_parallel.ipynb.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-FRAMES_PER_SECOND = 50  # HuBERT: 320 samples per frame at 16 kHz
+FRAMES_PER_SECOND = 50  # HuBERT: 320 samples per frame at 16 kHz (stores written before frame rates were recorded)
 
 
 def corpus_fingerprint(dataset) -> str:
@@ -37,6 +38,7 @@ class FeatureStore:
         self.hidden = np.memmap(self.directory / "hidden.f16", dtype=np.float16, mode="r", shape=shape)
         self.offsets = np.asarray(self.index["offsets"])
         self.lengths = np.asarray(self.index["lengths"])
+        self.frame_rate = float(self.index.get("frame_rate", FRAMES_PER_SECOND))
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -72,6 +74,7 @@ def compute_features(speech_encoder, dataset, directory: str | Path, batch_size:
                 offsets[i], lengths[i], shape = total, utt.shape[0], utt.shape[1:]
                 total += utt.shape[0]
     index = {"total_frames": total, "num_states": int(shape[0]), "dim": int(shape[1]),
+             "frame_rate": float(getattr(speech_encoder, "frame_rate", FRAMES_PER_SECOND)),
              "offsets": offsets, "lengths": lengths, "uids": [u.uid for u in dataset.utterances]}
     (directory / "index.json").write_text(json.dumps(index))  # written last: marks the cache complete
     return FeatureStore(directory)
@@ -125,7 +128,7 @@ class FeatureDataset(torch.utils.data.Dataset):
         self.store, self.utterances, self.train, self.seed = store, dataset.utterances, train, seed
         self.row_of = {int(i): r for r, i in enumerate(image_ids.tolist())}
         self.image_embeds = image_embeds
-        self.max_frames = int(round(max_seconds * FRAMES_PER_SECOND))
+        self.max_frames = int(round(max_seconds * store.frame_rate))
         self.epoch = 0
 
     def __len__(self) -> int:

@@ -4,6 +4,7 @@ Introduced in notebooks/01_backbones.ipynb (the pocket backbones must be meaning
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ from PIL import Image
 from speechclip.alignments import read_ctm
 from speechclip.pocket import read_split
 
-__all__ = ["encode_split", "recall_at_k", "clip_retrieval", "word_segments", "word_probe"]
+__all__ = ["encode_split", "recall_at_k", "clip_retrieval", "keyword_captions", "keyword_topline", "word_segments",
+           "word_probe"]
 
 FRAME_RATE = 50  # HuBERT frames per second (320 samples at 16 kHz)
 
@@ -57,12 +59,28 @@ def clip_retrieval(clip, corpus_root, split: str = "test") -> dict:
     return {**out, "pool": len(e["image_ids"]), "captions": len(e["captions"])}
 
 
-def word_segments(alignment, num_frames: int) -> list[tuple[int, int, str]]:
-    """(word, start_s, end_s) alignments -> (first_frame, end_frame, word) at 50 Hz, at least one frame each."""
+def keyword_captions(captions: list[str]) -> list[str]:
+    """Each caption's content words in spoken order ("a big red circle left of a square" -> "big red circle left
+    square"): what a perfect cascaded model's keywords could say at best."""
+    from speechclip.evaluation import FUNCTION_WORDS
+    return [" ".join(w for w in re.findall(r"[a-z]+", c.lower()) if w not in FUNCTION_WORDS) for c in captions]
+
+
+def keyword_topline(clip, corpus_root, split: str = "test") -> dict:
+    """The cascaded topline: each caption's content words through CLIP's text tower, retrieving images."""
+    e = encode_split(clip, corpus_root, split)
+    bags = keyword_captions(e["captions"])
+    text = torch.cat([clip.encode_text(bags[s:s + 256]) for s in range(0, len(bags), 256)])
+    return {**recall_at_k(text @ e["image_embeds"].T, e["caption_image"]), "pool": len(e["image_ids"]),
+            "example": bags[0]}
+
+
+def word_segments(alignment, num_frames: int, frame_rate: float = FRAME_RATE) -> list[tuple[int, int, str]]:
+    """(word, start_s, end_s) alignments -> (first_frame, end_frame, word) at frame_rate, at least one frame each."""
     out = []
     for word, start, end in alignment:
-        a = min(int(round(start * FRAME_RATE)), num_frames - 1)
-        b = min(max(a + 1, int(round(end * FRAME_RATE))), num_frames)
+        a = min(int(round(start * frame_rate)), num_frames - 1)
+        b = min(max(a + 1, int(round(end * frame_rate))), num_frames)
         out.append((a, b, word.lower()))
     return out
 
@@ -77,11 +95,13 @@ def _pooled_words(encoder, rows, ctm, batch_size: int = 16) -> tuple:
         wavs = [_load_wav(r["wav"]) for r in rows[s:s + batch_size]]
         lens = torch.tensor([len(w) for w in wavs])
         hs, feat_lens = encoder(torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True), lens)
+        rate = getattr(encoder, "frame_rate", FRAME_RATE)
         for b, (r, m) in enumerate(zip(rows[s:s + batch_size], mfcc_many(wavs))):
-            for a, e, word in word_segments(ctm[r["utt_id"]], min(int(feat_lens[b]), len(m))):
-                mid = (a + e - 1) // 2
+            spans = zip(word_segments(ctm[r["utt_id"]], int(feat_lens[b]), rate), word_segments(ctm[r["utt_id"]], len(m)))
+            for (a, e, word), (ma, me, _) in spans:
+                mid, m_mid = (a + e - 1) // 2, (ma + me - 1) // 2
                 per_layer.append(torch.stack([hs[:, b, a:e].mean(1), hs[:, b, mid]]))
-                mfcc.append(torch.stack([m[a:e].mean(0), m[mid]]))
+                mfcc.append(torch.stack([m[ma:me].mean(0), m[m_mid]]))
                 words.append(word)
     return torch.stack(per_layer, 2).float().numpy(), torch.stack(mfcc, 1).numpy(), words
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -44,10 +45,14 @@ class SpeechEncoder(nn.Module):
       models); the other entries are raw layer outputs, so pre-LN models (Large) are un-normalised (pitfall 6).
     """
 
-    def __init__(self, model: HubertModel, do_normalize: bool = False, finetune_top_layers: int = 0):
+    def __init__(self, model: HubertModel, do_normalize: bool = False, finetune_top_layers: int = 0,
+                 frame_pool: int = 1):
         super().__init__()
         self.model = model
         self.do_normalize = do_normalize
+        self.frame_pool = int(frame_pool)
+        if self.frame_pool < 1:
+            raise ValueError(f"frame_pool must be >= 1, got {frame_pool}")
         cfg = model.config
         self.hidden_size = cfg.hidden_size
         self.num_layers = cfg.num_hidden_layers
@@ -68,10 +73,16 @@ class SpeechEncoder(nn.Module):
         self.model.eval()
         return self
 
+    @property
+    def frame_rate(self) -> float:
+        """Output frames per second: 16 kHz over the conv strides' product (HuBERT: 50), over frame_pool."""
+        return 16000 / math.prod(self.model.config.conv_stride) / self.frame_pool
+
     def feature_lengths(self, wav_lens: torch.Tensor) -> torch.Tensor:
-        """Frames per utterance from samples per utterance (exact conv arithmetic)."""
+        """Frames per utterance from samples per utterance (exact conv arithmetic, then pooling)."""
         cfg = self.model.config
-        return conv_output_lengths(wav_lens, cfg.conv_kernel, cfg.conv_stride)
+        lens = conv_output_lengths(wav_lens, cfg.conv_kernel, cfg.conv_stride)
+        return torch.div(lens + self.frame_pool - 1, self.frame_pool, rounding_mode="floor")
 
     def _conv_features(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
         """Conv front-end + projection -> (B, T, D_a), computed so padding cannot leak in."""
@@ -115,14 +126,15 @@ class SpeechEncoder(nn.Module):
     def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, S) waveforms -> hidden_states (L+1, B, T, D_a), feat_lens (B,)."""
         wav_lens = wav_lens.to(wavs.device)
-        feat_lens = self.feature_lengths(wav_lens)
+        cfg = self.model.config
+        feat_lens = conv_output_lengths(wav_lens, cfg.conv_kernel, cfg.conv_stride)
         split = self.num_layers - self.finetune_top_layers
         with torch.no_grad():
             x, pad = self._input_state(wavs, wav_lens, feat_lens)
             states = [x] + self._run_layers(x, pad, 0, split)
         if self.finetune_top_layers:
             states += self.forward_top(states[-1], feat_lens, start_layer=split)
-        return torch.stack(states), feat_lens
+        return pool_frames(torch.stack(states), feat_lens, self.frame_pool)
 
     def forward_top(self, hidden_state: torch.Tensor, feat_lens: torch.Tensor, start_layer: int) -> list:
         """Run layers start_layer..L-1 on hidden_states[start_layer] (B, T, D_a); returns the L - j later states.
@@ -135,6 +147,23 @@ class SpeechEncoder(nn.Module):
             with torch.no_grad():
                 return self._run_layers(hidden_state, pad, start_layer, self.num_layers)
         return self._run_layers(hidden_state, pad, start_layer, self.num_layers)
+
+
+def pool_frames(hidden_states: torch.Tensor, feat_lens: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average each run of k frames: (L+1, B, T, D) -> (L+1, B, ceil(T/k), D), lengths ceil(len/k).
+
+    A window that runs past an utterance's end averages only its real frames, so padding never leaks in.
+    Pooling is linear, so it commutes with the weighted layer sum: the cache may store pooled states.
+    """
+    if k == 1:
+        return hidden_states, feat_lens
+    L1, B, T, D = hidden_states.shape
+    pad = (-T) % k
+    valid = (torch.arange(T + pad, device=feat_lens.device)[None] < feat_lens[:, None]).to(hidden_states.dtype)
+    x = F.pad(hidden_states, (0, 0, 0, pad)) * valid[None, :, :, None]  # (L+1, B, T+pad, D), zero past the end
+    sums = x.reshape(L1, B, (T + pad) // k, k, D).sum(3)
+    counts = valid.reshape(B, (T + pad) // k, k).sum(2).clamp(min=1)  # (B, T')
+    return sums / counts[None, :, :, None], torch.div(feat_lens + k - 1, k, rounding_mode="floor")
 
 
 class WeightedLayerSum(nn.Module):
@@ -187,20 +216,21 @@ def load_speech_encoder(cfg, random_init: bool = False, cache_dir=None, pocket_c
     """
     name = str(cfg.name)
     finetune = getattr(cfg, "finetune_top_layers", 0)
+    pool = getattr(cfg, "frame_pool", 1)
     if name == "pocket":
         from speechclip import pocket, pocket_hubert
         from speechclip.config import PocketHubertConfig
         pocket_cfg = pocket_cfg or PocketHubertConfig()
         if random_init:
             model = HubertModel(pocket_hubert.hubert_config(pocket_cfg))
-            return SpeechEncoder(model, do_normalize=True, finetune_top_layers=finetune)
+            return SpeechEncoder(model, do_normalize=True, finetune_top_layers=finetune, frame_pool=pool)
         name = str(pocket.ensure_pocket_hubert(pocket_cfg, corpus_root, artifacts_dir=artifacts_dir))
     folder = Path(name) if Path(name).is_dir() else None
     if random_init:
         config = HubertConfig.from_pretrained(folder) if folder is not None else _random_config(name)
-        return SpeechEncoder(HubertModel(config), _read_do_normalize(folder, config), finetune)
+        return SpeechEncoder(HubertModel(config), _read_do_normalize(folder, config), finetune, pool)
     try:
         model = HubertModel.from_pretrained(name, cache_dir=cache_dir)
     except OSError as err:
         raise _missing_weights_error(name, err) from err
-    return SpeechEncoder(model, _read_do_normalize(folder, model.config), finetune)
+    return SpeechEncoder(model, _read_do_normalize(folder, model.config), finetune, pool)

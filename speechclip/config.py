@@ -126,6 +126,7 @@ class PocketClipConfig:
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3
+    keyword_captions: bool = False  # also train on each caption's content words alone (pocket_clip._load_pairs)
     seed: int = 0
 
 

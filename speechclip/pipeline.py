@@ -10,6 +10,7 @@ Introduced in notebooks/10_parallel.ipynb.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import time
@@ -26,6 +27,7 @@ from speechclip.model import SpeechCLIP, build_model, load_backbones, load_model
 from speechclip.train import fit
 
 SPLITS = ("train", "dev", "test")
+SEEN_VOICES = "seen_voices"  # synthetic corpora: the test split again, spoken by training speakers
 
 
 def backbone_key(cfg: Config, kind: str) -> str:
@@ -61,6 +63,10 @@ def prepare(cfg: Config, artifacts: str | Path = "artifacts", splits=SPLITS) -> 
     speech_encoder, clip = load_backbones(cfg, artifacts_dir=artifacts)
     datasets = {s: build_dataset(cfg.data, s, load_images=False) for s in splits}
     clip.set_vocab([u.caption for u in datasets[splits[0]].utterances])
+    seen = Path(cfg.data.root) / SEEN_VOICES
+    if "test" in splits and (seen / "Flickr8k.token.txt").is_file():
+        datasets["test_seen_voices"] = build_dataset(dataclasses.replace(cfg.data, root=str(seen)), "test",
+                                                     load_images=False)
     cache = Path(artifacts) / "features"
     features = {}
     for split, ds in datasets.items():
@@ -83,6 +89,9 @@ def train_and_evaluate(exp: Experiment, out_dir: str | Path, resume: bool = True
     result = {"family": exp.cfg.model.family, "test": metrics, "dev_best": state.best_metrics,
               "steps": state.step, "train_seconds": round(state.wall_seconds, 1),
               "wall_seconds": round(time.perf_counter() - t0, 1)}
+    if "test_seen_voices" in exp.features:  # the same test captions in training voices: the new-voice gap
+        result["test_seen_voices"] = evaluate(best, exp.features["test_seen_voices"], collate_features,
+                                              exp.cfg.data.eval_batch_size, text_retrieval=False)
     (out_dir / "result.json").write_text(json.dumps(result, indent=2))
     return result
 

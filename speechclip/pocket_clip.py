@@ -70,15 +70,25 @@ def _text_embeds(model, ids: torch.Tensor) -> torch.Tensor:
     return F.normalize(x[torch.arange(len(x)), eot] @ model.text_projection, dim=-1)
 
 
-def _load_pairs(root, split: str, preprocess) -> tuple:
-    """Preprocessed images (N, 3, H, W), CLIP ids of every caption (M, 77), caption->image index (M,), image ids."""
+def _load_pairs(root, split: str, preprocess, keyword_captions: bool = False) -> tuple:
+    """Preprocessed images (N, 3, H, W), CLIP ids of every caption (M, 77), caption->image index (M,), image ids.
+
+    keyword_captions adds each caption's content words alone ("big red circle left square") as one more caption
+    of its image: the real CLIP read terse web alt-text as well as sentences, and a cascaded model's keywords
+    reach the text tower as such a bag of words (notebook 11 measures the topline with and without).
+    """
+    from speechclip.probes import keyword_captions as bags
+
     rows = read_split(root, split)
     image_ids = sorted({r["image_id"] for r in rows})
     where = {k: i for i, k in enumerate(image_ids)}
     paths = {r["image_id"]: r["image"] for r in rows}
     images = torch.stack([preprocess(Image.open(paths[k]).convert("RGB")) for k in image_ids])
-    ids = open_clip.get_tokenizer("ViT-B-32")([r["caption"] for r in rows])
-    return images, ids, torch.tensor([where[r["image_id"]] for r in rows]), image_ids
+    texts, owner = [r["caption"] for r in rows], [where[r["image_id"]] for r in rows]
+    if keyword_captions:
+        texts, owner = texts + bags(texts), owner + owner
+    ids = open_clip.get_tokenizer("ViT-B-32")(texts)
+    return images, ids, torch.tensor(owner), image_ids
 
 
 def _batches(caption_image: torch.Tensor, batch_size: int, gen: torch.Generator):
@@ -100,7 +110,7 @@ def train_pocket_clip(corpus_root, cfg, out_dir) -> Path:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model, preprocess = build_pocket_clip(cfg)
-    images, ids, caption_image, _ = _load_pairs(corpus_root, "train", preprocess)
+    images, ids, caption_image, _ = _load_pairs(corpus_root, "train", preprocess, cfg.keyword_captions)
     n_images = len(images)
     steps = cfg.epochs * max(1, math.ceil((n_images - cfg.batch_size // 2) / cfg.batch_size))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.1, betas=(0.9, 0.98), eps=1e-6)

@@ -1,4 +1,5 @@
-"""Repository hygiene: notebooks carry no outputs and exactly one parameters cell; environments agree."""
+"""Repository hygiene: notebooks carry no outputs and exactly one parameters cell, each is in sync with its paired
+percent-format `.py`; the repository cites only its own reference; environments agree."""
 import json
 import re
 import tomllib
@@ -23,6 +24,30 @@ def test_notebook_has_no_outputs_and_one_parameters_cell(path):
     assert nb["cells"][0]["cell_type"] == "markdown" and "".join(nb["cells"][0]["source"]).startswith("# ")
     text = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     assert "## Summary" in text and "## Exercises" in text
+
+
+def _cells(nb) -> list[tuple[str, str, list[str]]]:
+    def source(cell):
+        return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    return [(c["cell_type"], source(c), list(c.get("metadata", {}).get("tags", []))) for c in nb["cells"]]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_in_sync_with_its_percent_script(path):
+    jupytext = pytest.importorskip("jupytext")
+    script = path.with_suffix(".py")
+    assert script.exists(), f"{script.name} missing: jupytext --set-formats ipynb,py:percent {path.name}"
+    nb = json.loads(path.read_text())
+    assert nb["metadata"].get("jupytext", {}).get("formats") == "ipynb,py:percent", f"{path.name} is not paired"
+    want, got = _cells(nb), _cells(jupytext.read(script))
+    for i, (a, b) in enumerate(zip(want, got)):
+        assert a == b, f"{path.name} cell {i} differs from {script.name}: run jupytext --sync {path.name}"
+    assert len(want) == len(got), f"{path.name}: {len(want)} cells, {script.name}: {len(got)}; run jupytext --sync"
+
+
+def test_every_notebook_script_has_a_notebook():
+    scripts = {p.stem for p in (ROOT / "notebooks").glob("*.py")}
+    assert scripts == {p.stem for p in NOTEBOOKS}
 
 
 def _name(req: str) -> str:

@@ -52,6 +52,7 @@ from IPython.display import Audio, display
 
 import speechclip
 from speechclip.data import SPLITS, FlickrDataset, LengthBucketSampler, collate, read_flickr_split
+from speechclip.notebook import save_figure, save_metrics
 from speechclip.synth import ensure_corpus
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -62,9 +63,8 @@ print(f"device      {DEVICE}" + (f" ({torch.cuda.get_device_name()})" if DEVICE 
 
 # %%
 torch.manual_seed(SEED)
-figures_dir, metrics_dir = Path(FIGURES_DIR), Path(OUTPUT_DIR) / "metrics"
+figures_dir = Path(FIGURES_DIR)
 figures_dir.mkdir(parents=True, exist_ok=True)
-metrics_dir.mkdir(parents=True, exist_ok=True)
 metrics = {"preset": PRESET, "data_dir": DATA_DIR, "torch": torch.__version__, "device": DEVICE}
 
 # %% [markdown]
@@ -123,7 +123,7 @@ for ax, index in zip(axes, picks):
     ax.set_title("\n".join(textwrap.wrap(it["text"], 28)), fontsize=8)
     ax.axis("off")
 fig.tight_layout()
-fig.savefig(figures_dir / "00_images_and_captions.png", dpi=120, bbox_inches="tight")
+save_figure(fig, figures_dir / "00_images_and_captions.png")
 
 # %% [markdown]
 # ## 5. Listen to a caption
@@ -150,7 +150,7 @@ for word, start, end in item["alignment"] or []:
     ax.text((start + end) / 2, 58, word, color="white", ha="center", fontsize=9)
 ax.set(xlabel="time (s)", ylabel="mel bin", title=item["text"])
 fig.tight_layout()
-fig.savefig(figures_dir / "00_spectrogram_words.png", dpi=120)
+save_figure(fig, figures_dir / "00_spectrogram_words.png", bbox_inches=None)
 assert all(0 <= s < e <= seconds + 0.05 for _, s, e in item["alignment"] or [])
 
 # %% [markdown]
@@ -178,7 +178,7 @@ axes[1].set(title=f"{len(top)} most frequent of {len(words)} words", ylabel="cou
 axes[2].bar(range(len(speakers)), sorted(speakers.values(), reverse=True), color="tab:orange")
 axes[2].set(title=f"utterances per speaker ({len(speakers)})", xlabel="speaker (sorted)", ylabel="utterances")
 fig.tight_layout()
-fig.savefig(figures_dir / "00_corpus_stats.png", dpi=120)
+save_figure(fig, figures_dir / "00_corpus_stats.png", bbox_inches=None)
 
 # %% [markdown]
 # ## 8. From items to a batch
@@ -241,7 +241,7 @@ print(f"padding: random batches {metrics['padding_random']:.1%}, length buckets 
 # ## Record the numbers
 
 # %%
-(metrics_dir / "00_setup_and_data.json").write_text(json.dumps(metrics, indent=2))
+save_metrics("00_setup_and_data", metrics, OUTPUT_DIR, indent=2)
 print(json.dumps(metrics, indent=2))
 
 # %% [markdown]

@@ -35,7 +35,6 @@ PROBE_TRAIN_UTTS = 600
 PROBE_TEST_UTTS = 300
 
 # %%
-import json
 import sys
 from pathlib import Path
 
@@ -48,6 +47,7 @@ import torch
 
 from speechclip import load_config
 from speechclip.clip_encoder import load_clip
+from speechclip.notebook import check_shape, save_figure, save_metrics
 from speechclip.pocket import read_split
 from speechclip.probes import clip_retrieval, encode_split, word_probe
 from speechclip.speech_encoder import WeightedLayerSum, load_speech_encoder
@@ -55,12 +55,6 @@ from speechclip.speech_encoder import WeightedLayerSum, load_speech_encoder
 torch.manual_seed(SEED)
 cfg = load_config(PRESET, overrides={"data.root": DATA_DIR})
 Path(FIGURES_DIR).mkdir(parents=True, exist_ok=True)
-
-
-def check_shape(t, shape):
-    assert tuple(t.shape) == tuple(shape), f"expected {tuple(shape)}, got {tuple(t.shape)}"
-    return tuple(t.shape)
-
 
 print(cfg.speech, cfg.clip, sep="\n")
 
@@ -154,7 +148,7 @@ for ax, view, title in zip(axes, ("mean", "frame"), ("mean-pooled word", "middle
 axes[0].set_ylabel("word-probe accuracy (%)")
 axes[1].legend(fontsize=8)
 fig.tight_layout()
-fig.savefig(f"{FIGURES_DIR}/01_word_probe.png", dpi=120)
+save_figure(fig, f"{FIGURES_DIR}/01_word_probe.png", bbox_inches=None)
 
 # %% [markdown]
 # Sample output (`PRESET="pocket"`, `data/synthetic_cpu`, probe on the default 600/300 utterances, 68 words): mean-pooled 93.5 → 90.3 %
@@ -210,7 +204,7 @@ ax.set_xticks(range(8), [f"img {i}" for i in range(8)], fontsize=7)
 ax.set_title("CLIP cosine similarity: caption i vs image j (diagonal = true pairs)")
 fig.colorbar(im)
 fig.tight_layout()
-fig.savefig(f"{FIGURES_DIR}/01_clip_similarity.png", dpi=120, bbox_inches="tight")
+save_figure(fig, f"{FIGURES_DIR}/01_clip_similarity.png")
 
 # %% [markdown]
 # ## 5. The reduced vocabulary (cascaded SpeechCLIP, §4.4)
@@ -279,7 +273,5 @@ metrics = {
     "clip": {"embed_dim": clip.embed_dim, "token_dim": clip.token_dim, "vocab_size": V},
     "clip_topline": topline,
 }
-out = Path(ARTIFACTS_DIR) / "metrics" / "01_backbones.json"
-out.parent.mkdir(parents=True, exist_ok=True)
-out.write_text(json.dumps(metrics, indent=1))
+out = save_metrics("01_backbones", metrics, ARTIFACTS_DIR)
 print(out, "| figures:", sorted(p.name for p in Path(FIGURES_DIR).glob("01_*.png")))

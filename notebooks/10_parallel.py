@@ -35,7 +35,6 @@ DEVICE = "auto"  # "auto": cuda when available; used for evaluation here (fit pi
 RESUME = False  # True: continue ARTIFACTS_DIR/runs/10_parallel instead of starting it over
 
 # %%
-import json
 import math
 import shutil
 import sys
@@ -56,6 +55,7 @@ from speechclip.evaluation import embed_split, evaluate
 from speechclip.features import collate_features
 from speechclip.metrics import chance_recall, dedup_images, mutual_retrieval
 from speechclip.model import load_model, pad_mask_from_lens
+from speechclip.notebook import assert_near_chance, check_shape, save_figure, save_metrics
 from speechclip.losses import masked_contrastive_loss
 
 print(f"speechclip from {Path(speechclip.__file__).parent}")
@@ -65,13 +65,6 @@ NB, t_start = "10", time.perf_counter()  # figure-name prefix; notebook wall clo
 device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if DEVICE == "auto" else DEVICE)
 figures, run_dir = Path(FIGURES_DIR), Path(ARTIFACTS_DIR) / "runs" / "10_parallel"
 figures.mkdir(parents=True, exist_ok=True)
-
-
-def check_shape(t, shape):
-    """Assert a tensor's shape and return it for printing: the running shape check of every notebook."""
-    assert tuple(t.shape) == tuple(shape), f"expected {tuple(shape)}, got {tuple(t.shape)}"
-    return tuple(t.shape)
-
 
 print(f"torch {torch.__version__} on {device}; run directory {run_dir}")
 
@@ -236,13 +229,8 @@ per_image = round(n_utts / n_images)
 chance = {"speech2image": chance_recall(n_images), "image2speech": chance_recall(n_utts, per_image),
           "speech2text": chance_recall(n_utts)}
 untrained = evaluate(model.to(device), test_set, collate_features, cfg.data.eval_batch_size)
-rows = {}
-for direction, queries in (("speech2image", n_utts), ("image2speech", n_images)):
-    for k, expected in chance[direction].items():
-        got, p = untrained[f"{direction}_{k}"], expected / 100
-        tolerance = 500 * math.sqrt(p * (1 - p) / queries) + 2  # 5 standard errors + 2 points
-        assert abs(got - expected) <= tolerance, (direction, k, got, expected)
-        rows[(direction, k)] = {"untrained": got, "chance": expected, "tolerance": tolerance}
+# within 5 standard errors + 2 points of chance, per direction and k
+rows = assert_near_chance(untrained, chance, {"speech2image": n_utts, "image2speech": n_images})
 print(f"test pool: {n_images} images, {n_utts} utterances ({per_image} per image)")
 pd.DataFrame(rows).T.round(2)
 
@@ -267,7 +255,7 @@ print("run files:", sorted(p.name for p in run_dir.iterdir()))
 
 # %%
 fig = plots.plot_training_curve(run_dir / "metrics.jsonl", title=f"Parallel SpeechCLIP ({PRESET})")
-fig.savefig(figures / "10_training_curve.png", dpi=120, bbox_inches="tight")
+save_figure(fig, figures / "10_training_curve.png")
 
 # %% [markdown]
 # ## 6. Results
@@ -325,7 +313,7 @@ pd.DataFrame(table, index=columns).T.round(1)
 fig = plots.plot_recall_bars({name: values[:3] for name, values in table.items() if name in
                               ("this run (test)", "chance", "topline: pocket CLIP text↔image")},
                              title=f"speech→image recall on {n_images} test images (topline: text→image)")
-fig.savefig(figures / f"{NB}_recall.png", dpi=120, bbox_inches="tight")
+save_figure(fig, figures / f"{NB}_recall.png")
 
 # %% [markdown]
 # **Zero-shot speech↔text.** The model never saw text, yet its embeddings live in CLIP's space: rank every test
@@ -354,7 +342,7 @@ ranked = [[path_of[int(image_ids[c])] for c in row] for row in top.indices.tolis
 hits = [[int(image_ids[c]) == int(emb["image_ids"][q]) for c in row] for q, row in zip(picks, top.indices.tolist())]
 fig = plots.plot_retrievals([emb["texts"][q] for q in picks], ranked, hits, top.values.tolist(),
                             title="speech → image: the spoken caption (text shown) and its top-5 test images")
-fig.savefig(figures / f"{NB}_retrievals.png", dpi=110, bbox_inches="tight")
+save_figure(fig, figures / f"{NB}_retrievals.png", dpi=110)
 
 # %% [markdown]
 # **Similarity.** One utterance per test image against the same images: a trained model puts its largest
@@ -368,7 +356,7 @@ names = {u.image_id: u.image_name for u in exp.datasets["test"].utterances}
 fig = plots.plot_similarity_heatmap(sim, [emb["texts"][i] for i in first_utt],
                                     [names[int(i)] for i in image_ids[:n_show]], targets=range(n_show),
                                     title="speech–image cosine similarity (dots: true image, x: top-1)")
-fig.savefig(figures / f"{NB}_similarity.png", dpi=120, bbox_inches="tight")
+save_figure(fig, figures / f"{NB}_similarity.png")
 print(f"top-1 correct on this block: {int((sim.argmax(1) == torch.arange(n_show)).sum())} / {n_show}")
 
 # %% [markdown]
@@ -402,9 +390,7 @@ record = {
                      "train_and_evaluate": result["wall_seconds"],
                      "notebook": round(time.perf_counter() - t_start, 1)},
 }
-out = Path(ARTIFACTS_DIR) / "metrics" / "10_parallel.json"
-out.parent.mkdir(parents=True, exist_ok=True)
-out.write_text(json.dumps(record, indent=1))
+out = save_metrics("10_parallel", record, ARTIFACTS_DIR)
 print(out, "| figures:", sorted(p.name for p in figures.glob("10_*.png")))
 
 # %% [markdown]

@@ -20,7 +20,7 @@
 # build (or find) a corpus in the Flickr8k Audio Captions layout, and look at everything the later notebooks train
 # on: images, waveforms, captions and word alignments. You will also see how utterances become padded batches, why the
 # training set is cropped to 6.4 s, and how batching utterances of similar length cuts wasted compute.
-# Reference sections: §1.2 (audio preprocessing), §1.4 (images), §6 (data).
+# Paper: SpeechCLIP §3.1 (data). Reference: [docs/reference.md](../docs/reference.md) §1.2 (audio preprocessing), §1.4 (images), §6 (data).
 
 # %% tags=["parameters"]
 PRESET = "cpu"
@@ -74,8 +74,8 @@ metrics = {"preset": PRESET, "data_dir": DATA_DIR, "torch": torch.__version__, "
 # rendered scenes, template captions and espeak-ng speech. `ensure_corpus` builds it once and reuses it afterwards;
 # pointing `DATA_DIR` at a prepared real Flickr8k folder (`data_scripts/flickr8k/prepare.py`) works the same way.
 #
-# > "for each image in the split list, every wav whose name minus the `_<n>.wav` suffix equals the image name yields
-# > one sample ... text = the n-th caption (#n) of that image" (§6.1)
+# The pairing rule (§6.1): every image of a split gives one example per wav named after it, and the wav
+# `<image>_<n>.wav` is the spoken version of caption `#n` of that image.
 
 # %%
 root = ensure_corpus(PRESET, Path(DATA_DIR).resolve())
@@ -182,7 +182,7 @@ save_figure(fig, figures_dir / "00_corpus_stats.png", bbox_inches=None)
 
 # %% [markdown]
 # ## 8. From items to a batch
-# > "Collate: zero-pad waveforms to batch max, plus `wav_len` list." (§1.2)
+# A batch pads every waveform with zeros to the longest one in it and keeps the true lengths, `wav_lens` (§1.2).
 #
 # Five lines do it; we check them against `speechclip.data.collate` and use the package from here on.
 
@@ -199,8 +199,8 @@ print({k: tuple(v.shape) if torch.is_tensor(v) else f"list[{len(v)}]" for k, v i
 
 # %% [markdown]
 # ## 9. The training crop
-# > "each waveform longer than `max_audio_len = 102400` samples (6.4 s) is cropped to a random 6.4 s window ...
-# > Validation/test use full-length audio." (§1.2)
+# In training only, an utterance longer than 102,400 samples (6.4 s) is cut to a random 6.4 s window; validation
+# and test always see the whole utterance (§1.2).
 #
 # Our utterances are short, so we demonstrate with a crop of `CROP_DEMO_SECONDS`. The offset depends only on
 # (seed, epoch, index): the same epoch gives the same crop in any worker, a new epoch a new one.

@@ -22,7 +22,7 @@
 # itself matches captions to images — the topline any speech model can at best approach. You will also build the two
 # CLIP pieces the cascaded model needs: the reduced subword vocabulary and keyword encoding.
 #
-# Paper: SpeechCLIP §2 (Shih et al., 2022); reference `shared/reference/speechclip.md` §1, §4.4–4.5.
+# Paper: SpeechCLIP §2 (Shih et al., 2022); reference [docs/reference.md](../docs/reference.md) §1, §4.4–4.5.
 # Offline, the *pocket* backbones are trained here, with the original recipes, on the synthetic corpus (a few minutes, once).
 
 # %% tags=["parameters"]
@@ -61,7 +61,7 @@ print(cfg.speech, cfg.clip, sep="\n")
 # %% [markdown]
 # ## 1. HuBERT: speech as a stack of hidden states
 #
-# > "we use HuBERT … as the speech encoder … and keep it frozen" — SpeechCLIP §2.
+# SpeechCLIP takes a pretrained HuBERT as its speech encoder and never updates it (SpeechCLIP §2).
 #
 # HuBERT is a convolutional front-end (one frame every 320 samples = 20 ms at 16 kHz) followed by a transformer.
 # It was pretrained by *masked prediction*: hide spans of frames and predict, for each hidden frame, a cluster id
@@ -159,7 +159,7 @@ save_figure(fig, f"{FIGURES_DIR}/01_word_probe.png", bbox_inches=None)
 # %% [markdown]
 # ## 4. CLIP: one space for images and text
 #
-# > "we use … CLIP … and keep it frozen" — SpeechCLIP §2.
+# CLIP, for images and text, stays frozen in the same way (SpeechCLIP §2).
 #
 # CLIP has an image tower and a text tower trained so that an image and its caption land close together:
 # both outputs are L2-normalised vectors of size D (512 for ViT-B/32), compared by cosine similarity.

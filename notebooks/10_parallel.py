@@ -21,8 +21,8 @@
 # pulled towards the CLIP embedding of the image the caption describes. You will write its loss (a masked,
 # symmetric InfoNCE) and check it against the package, verify the parameter count by formula and the untrained
 # model's recall against chance, train it, and measure speech→image, image→speech and *zero-shot* speech↔text
-# retrieval. Paper: SpeechCLIP (Shih et al., SLT 2022), method section, parallel model; reference
-# `shared/reference/speechclip.md` §2, §3, §7 and §9.
+# retrieval. Paper: SpeechCLIP §2.2 (Shih et al., SLT 2022), the parallel model; reference
+# [docs/reference.md](../docs/reference.md) §2, §3, §7 and §9.
 
 # %% tags=["parameters"]
 PRESET = "pocket"
@@ -71,10 +71,10 @@ print(f"torch {torch.__version__} on {device}; run directory {run_dir}")
 # %% [markdown]
 # ## 1. The idea
 #
-# > *Paraphrase, not the paper's wording:* parallel SpeechCLIP encodes a spoken caption into a single vector with
-# > a CLS token over the frozen HuBERT features and trains it, contrastively, to be close to the frozen CLIP
-# > image embedding of the image it describes. Because CLIP's text encoder shares that space, speech can then be
-# > matched to text without ever training on text.
+# In short, parallel SpeechCLIP encodes a spoken caption into a single vector with a CLS token over the frozen
+# HuBERT features and trains it, contrastively, to be close to the frozen CLIP image embedding of the image it
+# describes. Because CLIP's text encoder shares that space, speech can then be matched to text without ever
+# training on text.
 #
 # With $H_l$ the $L{+}1$ frozen hidden states and $w$ learnable layer weights (initialised to zero):
 #
@@ -287,7 +287,7 @@ print({k: round(v, 1) for k, v in topline.items()})
 
 # %%
 KS = ("R@1", "R@5", "R@10")
-# Paper numbers: shared/reference/paper_numbers.md. REAL Flickr8k (1k images, 5k utterances), recalled from
+# Paper numbers: docs/paper_numbers.md. REAL Flickr8k (1k images, 5k utterances), recalled from
 # the paper and not confirmed ("R"): a different corpus, pool size and backbone, not comparable one-to-one.
 PAPER = {
     "paper: Parallel Base, Flickr8k (real, R)": [26.7, 57.1, 70.0, 41.3, 73.9, 84.2],
@@ -360,21 +360,7 @@ save_figure(fig, figures / f"{NB}_similarity.png")
 print(f"top-1 correct on this block: {int((sim.argmax(1) == torch.arange(n_show)).sum())} / {n_show}")
 
 # %% [markdown]
-# ## 7. Decisions on the reference's pitfalls
-#
-# The official code has quirks (reference §9). What this codebase does for the ones that touch the parallel model:
-#
-# | # | pitfall in the reference code | decision here | where |
-# |---|---|---|---|
-# | 6 | HuBERT Large hidden states are un-normalised (pre-LN) | the `large` preset layer-norms each state before the weighted sum, as SpeechCLIP Large does | `WeightedLayerSum(normalize=...)` |
-# | 7 | contrastive mask buffers capped at 256 | the same-image mask is built per call from the batch's ids: no batch-size buffer, no checkpoint entry | `losses.masked_contrastive_loss` |
-# | 8 | temperature stored as log(1/τ), unclamped | kept: `log_scale` (a buffer when fixed, a parameter when learnable), unclamped | `losses.ContrastiveLoss` |
-# | 9 | frame count round(S/320) may exceed the true count | exact conv arithmetic for `feat_lens` | `speech_encoder.conv_output_lengths` |
-# | 10 | 6.4 s random crop only in training | kept, applied to cached frames (320 frames) instead of the waveform | `features.FeatureDataset` |
-# | 11 | under `dp`, BN statistics per GPU, loss over the gathered batch | DDP gathers every shard for the loss; BN stays per process (the parallel model has no BN) | `losses.gather_batch` |
-# | 12 | frozen HuBERT probably in train mode (dropout on) | frozen encoders always stay in eval mode, so cached features are exact | `SpeechCLIP.train` |
-# | 14 | repo B's parallel-only model is broken | the parallel branch follows repo A | `parallel.ParallelBranch` |
-# | 18 | CLIP registered twice → duplicate checkpoint keys | checkpoints hold only what trains (no backbone weights at all) | `SpeechCLIP.trainable_state_dict` |
+# Our decisions on the official code's pitfalls 6, 7, 8, 9, 10, 11, 12, 14 and 18: [docs/reference.md](../docs/reference.md#decisions).
 
 # %% [markdown]
 # ## Record the numbers

@@ -21,8 +21,8 @@
 # nearest real CLIP subword by a cosine vector quantiser with a straight-through gradient. The frozen CLIP text
 # encoder reads `[SOT, kw_1 … kw_K, EOT]` as if it were a sentence, and that sentence embedding is trained to
 # match the image. You will write the quantiser and the BatchNorm initialisation yourself, check them against the
-# package, train the model, and look at the words it picks and where it listens. Paper: SpeechCLIP (Shih et al.,
-# SLT 2022), method section, cascaded model; reference `shared/reference/speechclip.md` §2, §4, §7 and §9.
+# package, train the model, and look at the words it picks and where it listens. Paper: SpeechCLIP §2.3 (Shih et
+# al., SLT 2022), the cascaded model; reference [docs/reference.md](../docs/reference.md) §2, §4, §7 and §9.
 
 # %% tags=["parameters"]
 PRESET = "pocket"
@@ -73,10 +73,9 @@ print(f"torch {torch.__version__} on {device}; run directory {run_dir}")
 # %% [markdown]
 # ## 1. The idea
 #
-# > *Paraphrase, not the paper's wording:* cascaded SpeechCLIP summarises speech into a few keyword vectors,
-# > replaces each by the nearest subword embedding of CLIP's vocabulary, and feeds that keyword sequence to the
-# > frozen CLIP text encoder, so the speech embedding is literally the CLIP embedding of a (bag-of-)words
-# > "sentence" that can be read.
+# In short, cascaded SpeechCLIP summarises speech into a few keyword vectors, replaces each by the nearest
+# subword embedding of CLIP's vocabulary, and feeds that keyword sequence to the frozen CLIP text encoder, so the
+# speech embedding is literally the CLIP embedding of a (bag-of-)words "sentence" that can be read.
 #
 # With $\mathbf h$ the weighted layer sum (as in notebook 10), $K$ keyword tokens and $E \in \mathbb R^{V\times D_t}$
 # the reduced CLIP subword embeddings:
@@ -309,7 +308,7 @@ print({k: round(v, 1) for k, v in topline.items()})
 
 # %%
 KS = ("R@1", "R@5", "R@10")
-# Paper numbers: shared/reference/paper_numbers.md. REAL Flickr8k (1k images, 5k utterances), recalled from
+# Paper numbers: docs/paper_numbers.md. REAL Flickr8k (1k images, 5k utterances), recalled from
 # the paper and not confirmed ("R"): a different corpus, pool size and backbone, not comparable one-to-one.
 PAPER = {
     "paper: Cascaded Base, Flickr8k (real, R)": [8.2, 25.7, 37.2, 14.1, 34.9, 49.2],
@@ -402,20 +401,7 @@ save_figure(fig, figures / f"{NB}_similarity.png")
 print(f"top-1 correct on this block: {int((sim.argmax(1) == torch.arange(n_show)).sum())} / {n_show}")
 
 # %% [markdown]
-# ## 7. Decisions on the reference's pitfalls
-#
-# | # | pitfall in the reference code | decision here | where |
-# |---|---|---|---|
-# | 1 | VQ masks reduced indices 0, 2, 3 (valid only for one vocabulary file) | positions of padding/SOT/EOT are looked up in the reduced vocabulary | `ClipEncoder.special_vocab_positions` |
-# | 2 | the reduced vocabulary replaces CLIP's embedding table, breaking `encode_text` | the table is never replaced; the vocabulary is an index into it, EOT found by id | `clip_encoder.ClipEncoder` |
-# | 3 | per-keyword BN init is permuted across dimensions | intended per-dimension init by default; the reference's with `model.bn_init = "reference"` | `cascaded.KeywordBatchNorm` |
-# | 7 | contrastive mask buffers capped at 256 | the mask is built per call, no batch-size buffer | `losses.masked_contrastive_loss` |
-# | 8 | temperature stored as log(1/τ), unclamped | kept | `losses.ContrastiveLoss` |
-# | 11 | under `dp`, BN statistics per GPU shard | under DDP the keyword BN also uses per-process statistics (not synced); the loss gathers all shards | `train`, `losses.gather_batch` |
-# | 12 | frozen HuBERT probably in train mode | frozen encoders always in eval mode | `SpeechCLIP.train` |
-# | 15 | vocabulary counted on dev/test captions too | training captions only | `pipeline.prepare` |
-# | 16 | hit-rate reference includes SOT/EOT/"!" from decoded padding | references are the caption's subwords without padding, SOT, EOT | `evaluation.caption_subwords` |
-# | 18 | CLIP registered twice → duplicate checkpoint keys | CLIP is held once by the model; checkpoints hold only what trains | `SpeechCLIP.trainable_state_dict` |
+# Our decisions on the official code's pitfalls 1, 2, 3, 7, 8, 11, 12, 15, 16 and 18: [docs/reference.md](../docs/reference.md#decisions).
 
 # %% [markdown]
 # ## Record the numbers

@@ -78,3 +78,69 @@ def test_constraints_pin_every_direct_dependency():
 def test_ci_calls_the_readme_test_command():
     readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make test" in ci
+
+
+# --- the repository stands on its own: citations resolve in docs/reference.md, nothing points outside it ---
+
+REFERENCE = ROOT / "docs" / "reference.md"
+CITING = ("speechclip", "notebooks", "data_scripts")
+TEXT_SUFFIXES = {".py", ".md", ".ipynb", ".txt", ".toml", ".yml", ".yaml", ".cfg", ""}
+PAPER_SECTION = re.compile(r"(SpeechCLIP\+?|CLIP\)?|HuBERT\)?|paper)\s+§§?[\d.]+")  # a paper's own section
+SECTION = re.compile(r"§§?(\d+(?:\.\d+)*)(?:\s*[-–]\s*§?(\d+(?:\.\d+)*))?")
+PITFALL = re.compile(r"[Pp]itfalls? (\d+(?:(?:,\s*|\s+and\s+|\s+or\s+|\s*[-–]\s*)\d+)*)")
+
+
+def _tracked_files() -> list[Path]:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        files = [ROOT / line for line in out.splitlines()]
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: every file outside ignored folders
+        skip = {".git", ".venv", "data", "artifacts", "__pycache__", ".pytest_cache"}
+        files = [p for p in ROOT.rglob("*") if p.is_file() and not skip & set(p.relative_to(ROOT).parts)]
+    return [p for p in files if p.is_file() and p.suffix in TEXT_SUFFIXES]
+
+
+def _reference_entries() -> tuple[set[str], set[str]]:
+    text = REFERENCE.read_text()
+    sections = set(re.findall(r"^#+ §(\d+(?:\.\d+)*)\.?\s", text, flags=re.M))
+    pitfalls_part = text.split("## §9.", 1)[1].split("\n## ", 1)[0]
+    pitfalls = set(re.findall(r"^(\d+)\. ", pitfalls_part, flags=re.M))
+    return sections, pitfalls
+
+
+def test_no_tracked_file_points_outside_the_repository():
+    outside = ["/".join(["..", "shared"]), "/".join(["shared", "reference"]), "/".join(["shared", "STYLE"])]
+    bad = [f"{p.relative_to(ROOT)}: {needle}" for p in _tracked_files()
+           for needle in outside if needle in p.read_text(errors="ignore")]
+    assert not bad, bad
+
+
+def test_every_section_and_pitfall_cited_exists_in_docs_reference():
+    sections, pitfalls = _reference_entries()
+    assert {"1.1", "2.1", "4.2", "7.2", "8.2", "9"} <= sections and set(map(str, range(1, 19))) <= pitfalls
+    missing = []
+    for path in _tracked_files():
+        if path.relative_to(ROOT).parts[0] not in CITING:
+            continue
+        text = PAPER_SECTION.sub("", path.read_text(errors="ignore"))
+        for m in SECTION.finditer(text):
+            missing += [f"{path.relative_to(ROOT)}: §{n}" for n in m.groups() if n and n not in sections]
+        for m in PITFALL.finditer(text):
+            missing += [f"{path.relative_to(ROOT)}: pitfall {n}" for n in re.findall(r"\d+", m.group(1))
+                        if n not in pitfalls]
+    assert not missing, sorted(set(missing))
+
+
+def test_notebook_blockquotes_hold_no_reference_citations():
+    """A `>` quote is a paper's own words; a quote citing docs/reference.md sections is paraphrase in disguise."""
+    bad = []
+    for path in NOTEBOOKS:
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            for line in "".join(cell["source"]).splitlines():
+                if line.startswith(">") and (PAPER_SECTION.sub("", line).count("§") or "aphrase" in line):
+                    bad.append(f"{path.name}: {line[:80]}")
+    assert not bad, bad

@@ -1,6 +1,6 @@
 """Frozen CLIP (open_clip) behind one loader, with the reduced subword vocabulary and keyword encoding.
 
-§1.3, §4.4 and §4.5 of the reference; introduced in notebooks/01_backbones.ipynb.
+§1.3, §4.4 and §4.5 of docs/reference.md; introduced in notebooks/01_backbones.ipynb.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Typed configuration for every model family, with named presets that override only what differs.
 
-Defaults are the paper's values (shared/reference §§1-5 of the official code); presets change only what a
+Defaults are the paper's values (docs/reference.md §§1-5, from the official code); presets change only what a
 scale or model family needs. Unknown keys raise, so a typo in an override never passes silently.
 Introduced in notebooks/00_setup_and_data.ipynb and used everywhere after it.
 """

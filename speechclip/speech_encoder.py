@@ -1,6 +1,6 @@
 """Frozen HuBERT behind one loader (hub name, local folder or "pocket"), plus the learnable layer weighting.
 
-§1.1 of the reference; introduced in notebooks/01_backbones.ipynb.
+§1.1 of docs/reference.md; introduced in notebooks/01_backbones.ipynb.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Repository hygiene: notebooks carry no outputs and exactly one parameters cell; environments agree."""
+"""Repository hygiene: notebooks carry no outputs and exactly one parameters cell, each is in sync with its paired
+percent-format `.py`; the repository cites only its own reference; environments agree."""
 import json
 import re
 import tomllib
@@ -23,6 +24,30 @@ def test_notebook_has_no_outputs_and_one_parameters_cell(path):
     assert nb["cells"][0]["cell_type"] == "markdown" and "".join(nb["cells"][0]["source"]).startswith("# ")
     text = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     assert "## Summary" in text and "## Exercises" in text
+
+
+def _cells(nb) -> list[tuple[str, str, list[str]]]:
+    def source(cell):
+        return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    return [(c["cell_type"], source(c), list(c.get("metadata", {}).get("tags", []))) for c in nb["cells"]]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_in_sync_with_its_percent_script(path):
+    jupytext = pytest.importorskip("jupytext")
+    script = path.with_suffix(".py")
+    assert script.exists(), f"{script.name} missing: jupytext --set-formats ipynb,py:percent {path.name}"
+    nb = json.loads(path.read_text())
+    assert nb["metadata"].get("jupytext", {}).get("formats") == "ipynb,py:percent", f"{path.name} is not paired"
+    want, got = _cells(nb), _cells(jupytext.read(script))
+    for i, (a, b) in enumerate(zip(want, got)):
+        assert a == b, f"{path.name} cell {i} differs from {script.name}: run jupytext --sync {path.name}"
+    assert len(want) == len(got), f"{path.name}: {len(want)} cells, {script.name}: {len(got)}; run jupytext --sync"
+
+
+def test_every_notebook_script_has_a_notebook():
+    scripts = {p.stem for p in (ROOT / "notebooks").glob("*.py")}
+    assert scripts == {p.stem for p in NOTEBOOKS}
 
 
 def _name(req: str) -> str:
@@ -53,3 +78,69 @@ def test_constraints_pin_every_direct_dependency():
 def test_ci_calls_the_readme_test_command():
     readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make test" in ci
+
+
+# --- the repository stands on its own: citations resolve in docs/reference.md, nothing points outside it ---
+
+REFERENCE = ROOT / "docs" / "reference.md"
+CITING = ("speechclip", "notebooks", "data_scripts")
+TEXT_SUFFIXES = {".py", ".md", ".ipynb", ".txt", ".toml", ".yml", ".yaml", ".cfg", ""}
+PAPER_SECTION = re.compile(r"(SpeechCLIP\+?|CLIP\)?|HuBERT\)?|paper)\s+§§?[\d.]+")  # a paper's own section
+SECTION = re.compile(r"§§?(\d+(?:\.\d+)*)(?:\s*[-–]\s*§?(\d+(?:\.\d+)*))?")
+PITFALL = re.compile(r"[Pp]itfalls? (\d+(?:(?:,\s*|\s+and\s+|\s+or\s+|\s*[-–]\s*)\d+)*)")
+
+
+def _tracked_files() -> list[Path]:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        files = [ROOT / line for line in out.splitlines()]
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: every file outside ignored folders
+        skip = {".git", ".venv", "data", "artifacts", "__pycache__", ".pytest_cache"}
+        files = [p for p in ROOT.rglob("*") if p.is_file() and not skip & set(p.relative_to(ROOT).parts)]
+    return [p for p in files if p.is_file() and p.suffix in TEXT_SUFFIXES]
+
+
+def _reference_entries() -> tuple[set[str], set[str]]:
+    text = REFERENCE.read_text()
+    sections = set(re.findall(r"^#+ §(\d+(?:\.\d+)*)\.?\s", text, flags=re.M))
+    pitfalls_part = text.split("## §9.", 1)[1].split("\n## ", 1)[0]
+    pitfalls = set(re.findall(r"^(\d+)\. ", pitfalls_part, flags=re.M))
+    return sections, pitfalls
+
+
+def test_no_tracked_file_points_outside_the_repository():
+    outside = ["/".join(["..", "shared"]), "/".join(["shared", "reference"]), "/".join(["shared", "STYLE"])]
+    bad = [f"{p.relative_to(ROOT)}: {needle}" for p in _tracked_files()
+           for needle in outside if needle in p.read_text(errors="ignore")]
+    assert not bad, bad
+
+
+def test_every_section_and_pitfall_cited_exists_in_docs_reference():
+    sections, pitfalls = _reference_entries()
+    assert {"1.1", "2.1", "4.2", "7.2", "8.2", "9"} <= sections and set(map(str, range(1, 19))) <= pitfalls
+    missing = []
+    for path in _tracked_files():
+        if path.relative_to(ROOT).parts[0] not in CITING:
+            continue
+        text = PAPER_SECTION.sub("", path.read_text(errors="ignore"))
+        for m in SECTION.finditer(text):
+            missing += [f"{path.relative_to(ROOT)}: §{n}" for n in m.groups() if n and n not in sections]
+        for m in PITFALL.finditer(text):
+            missing += [f"{path.relative_to(ROOT)}: pitfall {n}" for n in re.findall(r"\d+", m.group(1))
+                        if n not in pitfalls]
+    assert not missing, sorted(set(missing))
+
+
+def test_notebook_blockquotes_hold_no_reference_citations():
+    """A `>` quote is a paper's own words; a quote citing docs/reference.md sections is paraphrase in disguise."""
+    bad = []
+    for path in NOTEBOOKS:
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            for line in "".join(cell["source"]).splitlines():
+                if line.startswith(">") and (PAPER_SECTION.sub("", line).count("§") or "aphrase" in line):
+                    bad.append(f"{path.name}: {line[:80]}")
+    assert not bad, bad

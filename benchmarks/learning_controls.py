@@ -45,8 +45,13 @@ def pool_frames(x: torch.Tensor, k: int) -> torch.Tensor:
     return x.reshape(-1, k, *x.shape[1:]).mean(1)
 
 
+def word_vector(word: str, dim: int, seed: int = 0) -> torch.Tensor:
+    """A fixed random vector per word, the same in every split."""
+    import zlib
+    return torch.randn(dim, generator=torch.Generator().manual_seed(zlib.crc32(word.encode()) + seed))
+
+
 def word_inputs(ds, ctm, dim: int, seed: int = 0) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
     vocab: dict[str, torch.Tensor] = {}
     out = []
     for u in ds.utterances:
@@ -55,7 +60,7 @@ def word_inputs(ds, ctm, dim: int, seed: int = 0) -> list[torch.Tensor]:
         x = torch.zeros(T, dim)
         for w, s, e in words:
             if w not in vocab:
-                vocab[w] = torch.randn(dim, generator=g)
+                vocab[w] = word_vector(w, dim, seed)
             x[int(s * FPS): max(int(s * FPS) + 1, int(e * FPS))] = vocab[w]
         out.append(x)
     return out
@@ -66,14 +71,26 @@ def mfcc_inputs(ds) -> list[torch.Tensor]:
     return mfcc_many([_load_wav(u.wav_path) for u in ds.utterances])
 
 
-def hubert_inputs(exp, split) -> list[torch.Tensor]:
-    store = exp.features[split].store
-    return [store[i] for i in range(len(store))]  # (T, L+1, D)
+@torch.no_grad()
+def hubert_inputs(encoder, ds, batch_size: int = 16) -> list[torch.Tensor]:
+    """Pocket HuBERT hidden states (T, L+1, D) per utterance, pooled by the encoder's frame_pool."""
+    from speechclip.pocket_hubert import _load_wav
+    out = [None] * len(ds.utterances)
+    order = sorted(range(len(out)), key=lambda i: ds.utterances[i].wav_path.stat().st_size)
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        wavs = [_load_wav(ds.utterances[i].wav_path) for i in idx]
+        hs, lens = encoder(nn.utils.rnn.pad_sequence(wavs, batch_first=True), torch.tensor([len(w) for w in wavs]))
+        for b, i in enumerate(idx):
+            out[i] = hs[:, b, : int(lens[b])].transpose(0, 1).half()
+    return out
 
 
 class Branch(nn.Module):
-    def __init__(self, d_in, layered, n_states, d_model, out_dim, layers, heads, pos):
+    def __init__(self, d_in, layered, n_states, d_model, out_dim, layers, heads, pos, arch="parallel"):
         super().__init__()
+        self.arch = arch
+        self.mlp = nn.Sequential(nn.Linear(d_model, 2 * d_model), nn.GELU(), nn.Linear(2 * d_model, out_dim))
         self.layer_sum = WeightedLayerSum(n_states) if layered else None
         self.inp = nn.Linear(d_in, d_model) if d_in != d_model else nn.Identity()
         self.pos = nn.Parameter(torch.randn(512, d_model) * 0.02) if pos else None
@@ -86,6 +103,9 @@ class Branch(nn.Module):
         if self.pos is not None:
             x = x + self.pos[: x.shape[1]]
         mask = torch.arange(x.shape[1])[None] >= lens[:, None]
+        if self.arch == "meanpool":
+            keep = (~mask).float()[..., None]
+            return F.normalize(self.mlp((x * keep).sum(1) / keep.sum(1)), dim=-1)
         return self.branch(x, mask)["parallel_embeds"]
 
 
@@ -118,29 +138,37 @@ def main():
     p.add_argument("--learn-temp", action="store_true")
     p.add_argument("--temp", type=float, default=0.07)
     p.add_argument("--pos", action="store_true")
+    p.add_argument("--arch", choices=["parallel", "meanpool"], default="parallel")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--eval-every", type=float, default=60.0, help="seconds")
     p.add_argument("--out", default="artifacts/controls")
     p.add_argument("--inputs-only", action="store_true")
+    p.add_argument("--no-test", action="store_true", help="train and dev only (faster to prepare)")
     p.add_argument("--set", nargs="*", default=[], help="config overrides KEY=VALUE (JSON values)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = load_config("pocket", "parallel", {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)})
-    exp = pipeline.prepare(cfg, "artifacts") if args.input == "hubert" else None
-    clip = exp.clip if exp else None
-    if exp is None and not args.inputs_only:
+    clip, encoder = None, None
+    if args.input == "hubert":
+        from speechclip.speech_encoder import load_speech_encoder
+        encoder = load_speech_encoder(cfg.speech, pocket_cfg=cfg.pocket_hubert, corpus_root=cfg.data.root,
+                                      artifacts_dir="artifacts")
+    if not args.inputs_only:
         from speechclip.clip_encoder import load_clip
         clip = load_clip(cfg.clip, pocket_cfg=cfg.pocket_clip, corpus_root=cfg.data.root, artifacts_dir="artifacts")
     data = {}
     ctm = read_ctm(Path(cfg.data.root) / "flickr_8k.ctm") if args.input == "words" else None
     cache = Path(args.out) / f"{args.input}-pool{args.pool}.pt"
+    if args.input == "hubert":  # the encoder pools itself (speech.frame_pool)
+        cache = Path(args.out) / f"hubert-pool{cfg.speech.frame_pool}.pt"
+        args.pool = 1
     inputs = torch.load(cache) if cache.exists() else {}
-    for split in ("train", "dev", "test"):
+    for split in ("train", "dev") + (() if args.no_test else ("test",)):
         ds = build_dataset(cfg.data, split, load_images=False)
         if split not in inputs:
             xs = {"words": lambda: word_inputs(ds, ctm, 64), "mfcc": lambda: mfcc_inputs(ds),
-                  "hubert": lambda: hubert_inputs(exp, split)}[args.input]()
+                  "hubert": lambda: hubert_inputs(encoder, ds)}[args.input]()
             inputs[split] = [pool_frames(x.float(), args.pool).half() for x in xs]
         if args.inputs_only:
             continue
@@ -158,7 +186,7 @@ def main():
     x0 = data["train"]["x"][0]
     layered = x0.dim() == 3
     model = Branch(x0.shape[-1], layered, x0.shape[1] if layered else 0, args.d_model, clip.embed_dim,
-                   args.layers, args.heads, args.pos)
+                   args.layers, args.heads, args.pos, args.arch)
     loss_fn = ContrastiveLoss(args.temp, args.learn_temp)
     params = list(model.parameters()) + list(loss_fn.parameters())
     opt = torch.optim.Adam(params, lr=args.lr, weight_decay=1e-6)
@@ -189,7 +217,7 @@ def main():
         nn.utils.clip_grad_norm_(params, 4.0)
         opt.step()
         step += 1
-    te = evaluate(model, data["test"]["x"], data["test"]["img"], data["test"]["ids"])
+    te = evaluate(model, *(data["test"][k] for k in ("x", "img", "ids"))) if "test" in data else {}
     trn = evaluate(model, tr["x"][:2500], tr["img"][:2500], tr["ids"][:2500])
     res = {"args": vars(args), "steps": step, "utt_per_s": round(step * args.batch / (time.perf_counter() - t0), 1),
            "test": {k: round(v, 2) for k, v in te.items() if k.startswith("speech2image")},

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from speechclip.config import Config, load_config
+from speechclip.config import Config, load_config, parse_overrides
 from speechclip.data import build_dataset
 from speechclip.evaluation import evaluate
 from speechclip.features import FeatureDataset, cached_features, cached_image_embeds, collate_features
@@ -95,9 +95,7 @@ def main(argv=None) -> None:
     p.add_argument("--artifacts", default="artifacts")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides, e.g. train.max_steps=200")
     args = p.parse_args(argv)
-    overrides = {k: json.loads(v) if v[:1] in "0123456789-[{tf" else v
-                 for k, v in (kv.split("=", 1) for kv in args.set)}
-    cfg = load_config(args.preset, args.family, overrides)
+    cfg = load_config(args.preset, args.family, parse_overrides(args.set))
     exp = prepare(cfg, args.artifacts)
     print(json.dumps(train_and_evaluate(exp, args.out), indent=2))
 

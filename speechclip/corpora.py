@@ -18,6 +18,10 @@ class CorpusError(ValueError):
     """A corpus file is missing or unusable; the message names the file and what to do about it."""
 
 
+class WeightsError(RuntimeError):
+    """A weights file or folder exists but cannot be loaded (cut short, wrong format); the message names it."""
+
+
 @dataclass
 class Utterance:
     """One spoken caption of one image. Readers keep broken pairs (wav_path or caption None) for the checks."""

@@ -123,6 +123,7 @@ class FeatureDataset(torch.utils.data.Dataset):
     def __init__(self, store: FeatureStore, dataset, image_embeds, image_ids, train: bool = False,
                  max_seconds: float = 6.4, seed: int = 0):
         self.store, self.utterances, self.train, self.seed = store, dataset.utterances, train, seed
+        self.name = f"features of {getattr(dataset, 'name', 'a split')}"  # errors name the split
         self.row_of = {int(i): r for r, i in enumerate(image_ids.tolist())}
         self.image_embeds = image_embeds
         self.max_frames = int(round(max_seconds * FRAMES_PER_SECOND))

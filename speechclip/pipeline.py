@@ -71,13 +71,17 @@ def prepare(cfg: Config, artifacts: str | Path = "artifacts", splits=SPLITS) -> 
     return Experiment(cfg, speech_encoder, clip, datasets, features)
 
 
-def train_and_evaluate(exp: Experiment, out_dir: str | Path, resume: bool = True, progress: bool = True) -> dict:
-    """Fit on train (best checkpoint by dev mean R@10), then evaluate that checkpoint on test."""
+def train_and_evaluate(exp: Experiment, out_dir: str | Path, resume: bool = True, progress: bool = True,
+                       allow_config_change: bool = False) -> dict:
+    """Fit on train (best checkpoint by dev mean R@10), then evaluate that checkpoint on test.
+
+    A resume refuses a checkpoint written with other settings unless allow_config_change=True.
+    """
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     model = exp.model()
     state = fit(model, exp.features["train"], exp.features["dev"], exp.cfg, out_dir, collate_features,
-                resume=resume, progress=progress)
+                resume=resume, progress=progress, allow_config_change=allow_config_change)
     best = load_model(out_dir / "best.pt", exp.speech_encoder, exp.clip)
     metrics = evaluate(best, exp.features["test"], collate_features, exp.cfg.data.eval_batch_size)
     result = {"family": exp.cfg.model.family, "test": metrics, "dev_best": state.best_metrics,
@@ -94,10 +98,12 @@ def main(argv=None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--artifacts", default="artifacts")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides, e.g. train.max_steps=200")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="resume the run in --out even though its checkpoint was written with other settings")
     args = p.parse_args(argv)
     cfg = load_config(args.preset, args.family, parse_overrides(args.set))
     exp = prepare(cfg, args.artifacts)
-    print(json.dumps(train_and_evaluate(exp, args.out), indent=2))
+    print(json.dumps(train_and_evaluate(exp, args.out, allow_config_change=args.allow_config_change), indent=2))
 
 
 if __name__ == "__main__":

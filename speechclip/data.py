@@ -66,6 +66,11 @@ def _image_problem(path: Path) -> str | None:
     return None
 
 
+def image_problem(u: Utterance) -> str:
+    """Why an image that failed to load did: missing, unreadable, empty, else corrupt."""
+    return _cheap_problem(u, False, True) or _image_problem(u.image_path) or "corrupt image"
+
+
 class SpeechImageDataset(torch.utils.data.Dataset):
     """Spoken captions with their images; items are dicts of wav, image, text, image_id, uid, alignment (§1.2, §1.4).
 
@@ -135,14 +140,11 @@ class SpeechImageDataset(torch.utils.data.Dataset):
             print(self.summary())
         return self.skipped[before:]
 
-    def check_images(self) -> list[tuple[str, str]]:
-        """Find and decode every distinct image once, also when items carry none (the pipeline embeds them)."""
-        problems: dict[Path, str | None] = {}
-        for u in self.utterances:
-            if u.image_path not in problems:
-                problems[u.image_path] = _cheap_problem(u, False, True) or _image_problem(u.image_path)
+    def drop_images(self, problems: dict[str, str]) -> list[tuple[str, str]]:
+        """Raise for, or skip and count, the utterances of images found unreadable by another reader (the
+        pipeline embeds images without loading them here): problems maps image path -> reason."""
         before = len(self.skipped)
-        self._drop([(u, problems[u.image_path]) for u in self.utterances])
+        self._drop([(u, problems.get(str(u.image_path))) for u in self.utterances])
         if len(self.skipped) > before:
             print(self.summary())
         return self.skipped[before:]

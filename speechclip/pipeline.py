@@ -64,8 +64,9 @@ def prepare(cfg: Config, artifacts: str | Path = "artifacts", splits=SPLITS) -> 
     cache = Path(artifacts) / "features"
     features = {}
     for split, ds in datasets.items():
-        store = cached_features(speech_encoder, ds, cache, backbone_key(cfg, "speech"))
+        # images first: a missing or corrupt one raises, or drops its utterances before the speech cache is keyed
         image_embeds, image_ids = cached_image_embeds(clip, ds, cache, backbone_key(cfg, "clip"))
+        store = cached_features(speech_encoder, ds, cache, backbone_key(cfg, "speech"))
         features[split] = FeatureDataset(store, ds, image_embeds, image_ids, train=split == "train",
                                          max_seconds=cfg.data.max_audio_seconds, seed=cfg.train.seed)
     return Experiment(cfg, speech_encoder, clip, datasets, features)

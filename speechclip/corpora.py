@@ -5,9 +5,15 @@ dataset can report them by file. Introduced in notebooks/00_setup_and_data.ipynb
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import lzma
 import re
+import tarfile
+import zipfile
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,6 +248,18 @@ def read_spokencoco_split(root: str | Path, split: str) -> list[Utterance]:
             utts.append(Utterance(uid, root / "SpokenCOCO" / wav if wav else None, root / "mscoco_img" / image,
                                   image.stem, int(image_id), text.lower() if text else None, cap.get("speaker")))
     return utts
+
+
+@contextmanager
+def reading_archive(path: Path):
+    """Inside it, a garbage or cut-short zip/tar is a CorpusError naming the archive (the tar filter's refusals pass)."""
+    try:
+        yield
+    except (zipfile.BadZipFile, tarfile.ReadError, tarfile.CompressionError, EOFError, zlib.error,
+            gzip.BadGzipFile, lzma.LZMAError) as e:
+        why = " ".join(str(e).split())  # tarfile lists one line per method it tried
+        raise CorpusError(f"{path}: not a readable archive ({type(e).__name__}: {why}); it is cut short or not the "
+                          "file its name says. Fetch it again and compare its size with the source's.") from None
 
 
 def sha256_file(path: Path) -> str:

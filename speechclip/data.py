@@ -6,7 +6,6 @@ counted and reported (never silently). Introduced in notebooks/00_setup_and_data
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -16,59 +15,13 @@ import torch
 from PIL import Image
 
 from speechclip.alignments import Alignment, alignment_overrun, crop_alignment, read_ctm
-from speechclip.file_checks import audio_content_problem, wav_shortfall
+from speechclip.file_checks import audio_problem as _audio_problem
+from speechclip.file_checks import cheap_problem as _cheap_problem
+from speechclip.file_checks import decode_image_problem as _image_problem
+from speechclip.file_checks import wav_shortfall
 
 from speechclip.corpora import (  # noqa: F401  (re-exported: the data API)
     SPLITS, CorpusError, Utterance, _error, read_flickr_split, read_spokencoco_split)
-
-
-def _cheap_problem(u: Utterance, audio: bool, images: bool) -> str | None:
-    """Index problems, existence and size checks only: cheap enough for 40k files at construction."""
-    if u.problem:
-        return u.problem
-    if u.caption is None:
-        return "audio without caption"
-    if u.image_id < 0:  # not in Images/: even audio-only use needs a true image id for retrieval
-        return "missing image"
-    for wanted, path, kind in ((audio, u.wav_path, "audio"), (images, u.image_path, "image")):
-        if not wanted:
-            continue
-        if path is None or not path.exists():
-            return f"missing {kind}"
-        if not path.is_file() or not os.access(path, os.R_OK):
-            return f"unreadable {kind}"
-        if path.stat().st_size == 0:
-            return f"empty {kind}"
-    return None
-
-
-def _audio_problem(path: Path, rate: int | None) -> tuple[str | None, tuple[int, int] | None]:
-    """Read one wav header (and a float wav's samples): (reason or None, (frames, sample_rate))."""
-    try:
-        info = sf.info(str(path))
-    except (RuntimeError, OSError):  # sf.LibsndfileError subclasses RuntimeError
-        return "corrupt audio", None
-    if info.frames == 0:
-        return "empty audio", None
-    if rate is not None and info.samplerate != rate:
-        return "wrong sample rate", None
-    content = audio_content_problem(path, info.subtype)
-    return (content, None) if content else (None, (info.frames, info.samplerate))
-
-
-def _image_problem(path: Path) -> str | None:
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (64, 64))  # JPEG DCT scaling: still reads every byte (so truncation shows), decodes faster
-            im.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return "corrupt image"
-    return None
-
-
-def image_problem(u: Utterance) -> str:
-    """Why an image that failed to load did: missing, unreadable, empty, else corrupt."""
-    return _cheap_problem(u, False, True) or _image_problem(u.image_path) or "corrupt image"
 
 
 class SpeechImageDataset(torch.utils.data.Dataset):

@@ -97,7 +97,7 @@ def _load_image(clip, utt, problems: dict[str, str]):
     """One preprocessed image, or None with its reason in problems (missing, empty, corrupt image)."""
     from PIL import Image
 
-    from speechclip.data import image_problem
+    from speechclip.file_checks import image_problem
 
     try:
         with Image.open(utt.image_path) as im:

@@ -291,39 +291,3 @@ def validate_config(cfg: Config) -> Config:
         for f in dataclasses.fields(part):
             _check_value(f"{section.name}.{f.name}", getattr(part, f.name), f.type)
     return cfg
-
-
-def _field_annotation(key: str) -> str | None:
-    """"train.lr" -> "float"; None for keys that are not a known section.field."""
-    section, _, name = key.partition(".")
-    part = getattr(Config(), section, None)
-    if not dataclasses.is_dataclass(part):
-        return None
-    return next((f.type for f in dataclasses.fields(part) if f.name == name), None)
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """Command-line "KEY=VALUE" pairs -> overrides: strings stay strings, other values are read as JSON.
-
-    "data.root=tmp/x" and "train.precision=fp32" are strings because their fields are; "train.lr=1e-3" is a float.
-    """
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, eq, raw = pair.partition("=")
-        key = key.strip()
-        if not eq or not key:
-            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. train.max_steps=200")
-        annotation = _field_annotation(key)
-        if annotation == "str":
-            out[key] = raw
-            continue
-        if annotation == "bool" and raw in ("True", "False"):
-            raw = raw.lower()
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            if annotation is None:  # not a known key: load_config names it and lists the valid ones
-                out[key] = raw
-                continue
-            raise ValueError(f"--set {pair!r}: {key} takes a {annotation}, and {raw!r} is not one") from None
-    return out

@@ -10,15 +10,17 @@ Introduced in notebooks/10_parallel.ipynb.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from speechclip.config import Config, load_config, parse_overrides
+from speechclip.config import Config, load_config
 from speechclip.data import build_dataset
 from speechclip.evaluation import evaluate
 from speechclip.features import FeatureDataset, cached_features, cached_image_embeds, collate_features
@@ -90,6 +92,42 @@ def train_and_evaluate(exp: Experiment, out_dir: str | Path, resume: bool = True
               "wall_seconds": round(time.perf_counter() - t0, 1)}
     (out_dir / "result.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def _field_annotation(key: str) -> str | None:
+    """"train.lr" -> "float"; None for keys that are not a known section.field."""
+    section, _, name = key.partition(".")
+    part = getattr(Config(), section, None)
+    if not dataclasses.is_dataclass(part):
+        return None
+    return next((f.type for f in dataclasses.fields(part) if f.name == name), None)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Command-line "KEY=VALUE" pairs -> overrides: strings stay strings, other values are read as JSON.
+
+    "data.root=tmp/x" and "train.precision=fp32" are strings because their fields are; "train.lr=1e-3" is a float.
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, raw = pair.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. train.max_steps=200")
+        annotation = _field_annotation(key)
+        if annotation == "str":
+            out[key] = raw
+            continue
+        if annotation == "bool" and raw in ("True", "False"):
+            raw = raw.lower()
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            if annotation is None:  # not a known key: load_config names it and lists the valid ones
+                out[key] = raw
+                continue
+            raise ValueError(f"--set {pair!r}: {key} takes a {annotation}, and {raw!r} is not one") from None
+    return out
 
 
 def main(argv=None) -> None:

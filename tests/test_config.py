@@ -1,8 +1,8 @@
 """Settings that cannot pass silently: value types, allowed strings, ranges, nesting, and the CLI's --set parsing."""
 import pytest
 
-from speechclip.config import FAMILIES, PRESETS, config_from_dict, load_config, parse_overrides
-from speechclip.pipeline import main
+from speechclip.config import FAMILIES, PRESETS, config_from_dict, load_config
+from speechclip.pipeline import main, parse_overrides
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

@@ -4,6 +4,9 @@
 """
 from __future__ import annotations
 
+import json
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ClipEncoder", "load_clip"]
+from speechclip.corpora import WeightsError
+
+__all__ = ["ClipEncoder", "load_clip", "openai_weights"]
+
+_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".npz")
 
 
 class ClipEncoder(nn.Module):
@@ -124,17 +131,84 @@ def _missing_error(name: str, pretrained: str, err: Exception) -> FileNotFoundEr
     return FileNotFoundError(
         f"Could not load CLIP '{name}' with pretrained='{pretrained}': the weights are not in the local cache and "
         f"the model hosts are unreachable from here ({err}). Fetch them on a machine with internet, e.g.\n"
-        f"    huggingface-cli download {hub} open_clip_pytorch_model.bin --local-dir checkpoints/{name}\n"
-        f"copy the folder here and set clip.pretrained to checkpoints/{name}/open_clip_pytorch_model.bin "
-        f"(keeping clip.name='{name}'), or to an open_clip local folder. Offline, use clip.name='pocket' instead.")
+        f"    huggingface-cli download {hub} open_clip_pytorch_model.bin open_clip_config.json "
+        f"--local-dir checkpoints/{hub.split('/')[-1]}\n"
+        f"copy the folder here and set clip.pretrained to it or to its open_clip_pytorch_model.bin (keeping "
+        f"clip.name='{name}'; the folder's name and config tell OpenAI weights, which need QuickGELU). "
+        f"Offline, use clip.name='pocket' instead.")
 
 
-def _create(model_name: str, pretrained: str | None, random_init: bool, cache_dir):
-    """open_clip.create_model_and_transforms with the QuickGELU rule for OpenAI weights."""
+def _named_openai(path: Path) -> bool:
+    """A folder or file named like the hub's OpenAI repositories ("vit_base_patch32_clip_224.openai")."""
+    return any(part.lower().endswith("openai") for part in (*path.parts, path.stem))
+
+
+def openai_weights(name: str, pretrained: str) -> tuple[bool, str]:
+    """Whether the weights are OpenAI's, which were trained with QuickGELU, and how that was told (§1.3).
+
+    In order: the tag "openai"; a local file that is OpenAI's own TorchScript release (a zip holding code/ and
+    constants.pkl, e.g. ViT-B-32.pt); an open_clip_config.json beside the file whose model_cfg says quick_gelu (a
+    downloaded hub folder has one); a path part ending in "openai" (the hub repositories and their cache folders
+    are named "timm/vit_base_patch32_clip_224.openai"). A state dict alone cannot tell: the activation has no
+    weights. A folder given as clip.name or clip.pretrained gets QuickGELU from its config or, failing that, from
+    such a name; an architecture whose name ends in "-quickgelu" carries the activation itself.
+    """
+    if pretrained == "openai":
+        return True, "the 'openai' tag"
+    path = Path(pretrained) if pretrained else None
+    if path is None or not path.is_file() or name.endswith("-quickgelu"):
+        return False, "not an OpenAI file"
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            if any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist()):
+                return True, "OpenAI's TorchScript release format"
+    config = path.parent / "open_clip_config.json"
+    said = json.loads(config.read_text()).get("model_cfg", {}).get("quick_gelu") if config.is_file() else None
+    if said:
+        return True, f"{config} (quick_gelu=true)"
+    if _named_openai(path):
+        return True, "a path part ending in 'openai'"
+    if said is not None:
+        return False, f"{config} (quick_gelu=false)"
+    if open_clip.get_pretrained_cfg(name, "openai"):  # an architecture OpenAI released: the file may be theirs
+        warnings.warn(f"{path}: cannot tell whether these {name} weights are OpenAI's (trained with QuickGELU); "
+                      f"loading with GELU. If they are OpenAI's, set clip.name='{name}-quickgelu', or keep the "
+                      "hub folder's open_clip_config.json beside the file.", stacklevel=3)
+    return False, "no sign of OpenAI weights"
+
+
+def _create(model_name: str, pretrained: str | None, random_init: bool, cache_dir, quick_gelu: bool = False):
+    """open_clip.create_model_and_transforms; quick_gelu for OpenAI weights (openai_weights decides)."""
     model, _, preprocess = open_clip.create_model_and_transforms(
         model_name, pretrained=pretrained or None, load_weights=not random_init,
-        force_quick_gelu=(pretrained == "openai"), cache_dir=cache_dir)  # OpenAI CLIP was trained with QuickGELU
+        force_quick_gelu=quick_gelu, cache_dir=cache_dir)
     return ClipEncoder(model, preprocess, open_clip.get_tokenizer(model_name))
+
+
+def _broken(path: Path, err: Exception) -> WeightsError:
+    why = " ".join(str(err).split())[:300]
+    return WeightsError(f"{path}: CLIP weights that exist but do not load ({type(err).__name__}: {why}). A cut-short "
+                        "copy is the usual cause: copy it again (a pocket cache under artifacts/pocket: delete it "
+                        "to retrain). An open_clip folder needs open_clip_config.json and its weights file.")
+
+
+def _check_clip_folder(folder: Path, random_init: bool) -> None:
+    """open_clip loads a folder without weights as random weights with only a log line: refuse that here."""
+    if not (folder / "open_clip_config.json").is_file():
+        raise WeightsError(f"{folder}: no open_clip_config.json, so not an open_clip folder. Copy the whole folder "
+                           "again, or set clip.pretrained to the weights file and clip.name to its architecture.")
+    if not random_init and not any(p.suffix in (".safetensors", ".bin", ".pth") for p in folder.iterdir()):
+        raise WeightsError(f"{folder}: open_clip_config.json but no weights file (*.safetensors, *.bin, *.pth); "
+                           "open_clip would use random weights. Copy the weights file into the folder.")
+
+
+def _load_local_dir(name: str, random_init: bool, cache_dir) -> ClipEncoder:
+    folder = Path(name.removeprefix("local-dir:"))
+    _check_clip_folder(folder, random_init)
+    try:
+        return _create(name, None, random_init, cache_dir, quick_gelu=_named_openai(folder))
+    except Exception as err:  # json, safetensors and torch each raise their own type for a broken file
+        raise _broken(folder, err) from err
 
 
 def load_clip(cfg, random_init: bool = False, cache_dir=None, pocket_cfg=None, corpus_root=None,
@@ -143,7 +217,8 @@ def load_clip(cfg, random_init: bool = False, cache_dir=None, pocket_cfg=None, c
 
     A folder (``cfg.name`` or ``cfg.pretrained``) holding ``open_clip_config.json`` + weights loads as open_clip's
     ``local-dir:``; "pocket" trains/caches one with ``pocket_cfg`` on ``corpus_root`` under ``artifacts_dir`` and
-    loads its folder that way. ``cache_dir`` is open_clip's download cache.
+    loads its folder that way. ``cache_dir`` is open_clip's download cache. OpenAI weights get QuickGELU whether
+    named by tag or given as a file (see openai_weights); a folder's config says so itself.
     """
     name, pretrained = str(cfg.name), str(cfg.pretrained or "")
     if name == "pocket":
@@ -160,10 +235,17 @@ def load_clip(cfg, random_init: bool = False, cache_dir=None, pocket_cfg=None, c
     if not name.startswith("local-dir:") and Path(name).is_dir():
         name = f"local-dir:{name}"
     if name.startswith("local-dir:"):
-        return _create(name, None, random_init, cache_dir)
+        return _load_local_dir(name, random_init, cache_dir)
+    if not random_init and Path(pretrained).suffix in _WEIGHT_SUFFIXES and not Path(pretrained).is_file():
+        raise FileNotFoundError(f"{pretrained}: no such weights file; set clip.pretrained to a file, a folder, or "
+                                f"a tag such as 'openai'.")
+    quick_gelu = not random_init and openai_weights(name, pretrained)[0]
     try:
-        return _create(name, None if random_init else pretrained, random_init, cache_dir)
-    except RuntimeError as err:
-        if "download" not in str(err).lower() and "not a known tag" not in str(err):
+        return _create(name, None if random_init else pretrained, random_init, cache_dir, quick_gelu)
+    except Exception as err:
+        if not random_init and Path(pretrained).is_file():
+            raise _broken(Path(pretrained), err) from err
+        if not isinstance(err, RuntimeError) or ("download" not in str(err).lower()
+                                                  and "not a known tag" not in str(err)):
             raise
         raise _missing_error(name, pretrained, err) from err

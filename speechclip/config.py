@@ -80,7 +80,7 @@ class TrainConfig:
     max_steps: int = 50000
     final_lr_ratio: float = 1e-4  # linear decay to lr * 1e-4 at max_steps
     grad_clip: float = 4.0
-    precision: str = "auto"  # "auto" = fp16 autocast on CUDA, fp32 on CPU; "fp32" forces fp32
+    precision: str = "auto"  # "auto" = fp16 autocast on CUDA, fp32 on CPU; or "fp32", "fp16", "bf16" anywhere
     device: str = "auto"  # "auto" = CUDA (this process's LOCAL_RANK) when available, else CPU; or "cpu", "cuda:1"
     seed: int = 7122
     eval_every: int = 0  # optimizer steps between validations; 0 = once per epoch
@@ -194,6 +194,8 @@ def _merge(obj: Any, overrides: dict[str, Any], path: str = "") -> None:
             if not isinstance(value, dict):
                 raise TypeError(f"config section '{path}{key}' must be a dict, got {type(value).__name__}")
             _merge(current, value, f"{path}{key}.")
+        elif isinstance(value, dict):
+            _refuse_too_deep(f"{path}{key}", value)
         else:
             setattr(obj, key, tuple(value) if isinstance(current, tuple) else value)
 
@@ -227,6 +229,10 @@ def load_config(preset: str = "pocket", family: str = "parallel", overrides: dic
     _merge(cfg, copy.deepcopy(FAMILY_OVERRIDES[family]))
     cfg.model.family = family
     _merge(cfg, _nest({**(overrides or {}), **kw}))
+    validate_config(cfg)
+    if cfg.model.family != family:  # the family's own overrides above would be missing
+        raise ValueError(f"model.family={cfg.model.family!r} in the overrides disagrees with family={family!r}; "
+                         f"pass the family as load_config(preset, {cfg.model.family!r}) instead")
     return cfg
 
 
@@ -234,4 +240,56 @@ def config_from_dict(d: dict) -> Config:
     """Rebuild a Config saved with Config.to_dict() (checkpoints, metrics files)."""
     cfg = Config()
     _merge(cfg, d)
+    return validate_config(cfg)
+
+
+# ---- validation: every value is checked once the config is built, so a typo fails here, not mid-run ----
+
+CHOICES: dict[str, tuple] = {
+    "data.format": ("flickr8k", "spokencoco"),
+    "data.on_error": ("raise", "skip"),
+    "model.family": FAMILIES,
+    "model.bn_init": ("intended", "reference"),
+    "train.precision": ("auto", "fp32", "fp16", "bf16"),
+}
+# (lowest allowed, lowest is allowed itself): a zero batch or log interval would divide by zero mid-run.
+LIMITS: dict[str, tuple[float, bool]] = {
+    "data.sample_rate": (0, False), "data.max_audio_seconds": (0, False), "data.batch_size": (1, True),
+    "data.eval_batch_size": (1, True), "data.num_workers": (0, True),
+    "train.lr": (0, False), "train.weight_decay": (0, True), "train.warmup_steps": (0, True),
+    "train.max_steps": (1, True), "train.final_lr_ratio": (0, True), "train.grad_clip": (0, False),
+    "train.eval_every": (0, True), "train.log_every": (1, True), "train.checkpoint_every": (0, True),
+    "model.dropout": (0, True), "model.num_keywords": (1, True), "model.temperature_init": (0, False),
+    "model.vq_temperature": (0, False), "model.parallel_heads": (1, True), "model.parallel_layers": (1, True),
+}
+# Field annotations are strings (from __future__ import annotations); other annotations are not type-checked.
+_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "tuple": (tuple,)}
+
+
+def _refuse_too_deep(key: str, value: dict) -> None:
+    inner = next(iter(value), "?")
+    raise KeyError(f"config key '{key}' is a value, not a section: '{key}.{inner}' goes one level too deep; "
+                   f"write '{key}': <value>")
+
+
+def _check_value(key: str, value: Any, annotation: str) -> None:
+    wanted = _TYPES.get(annotation)
+    if wanted and (not isinstance(value, wanted) or (isinstance(value, bool) and annotation != "bool")):
+        raise TypeError(f"config value {key}={value!r} must be of type {annotation}, got {type(value).__name__}")
+    if annotation == "tuple" and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise TypeError(f"config value {key}={value!r} must be a list of integers")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ValueError(f"config value {key}={value!r} is not one of {CHOICES[key]}")
+    if key in LIMITS:
+        low, inclusive = LIMITS[key]
+        if value < low or (value == low and not inclusive):
+            raise ValueError(f"config value {key}={value!r} must be {'>=' if inclusive else '>'} {low}")
+
+
+def validate_config(cfg: Config) -> Config:
+    """Check every value's type, the allowed strings and the ranges; returns cfg. Raises TypeError/ValueError."""
+    for section in dataclasses.fields(cfg):
+        part = getattr(cfg, section.name)
+        for f in dataclasses.fields(part):
+            _check_value(f"{section.name}.{f.name}", getattr(part, f.name), f.type)
     return cfg

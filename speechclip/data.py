@@ -6,7 +6,6 @@ counted and reported (never silently). Introduced in notebooks/00_setup_and_data
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -15,51 +14,14 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from speechclip.alignments import Alignment, crop_alignment, read_ctm
+from speechclip.alignments import Alignment, alignment_overrun, crop_alignment, read_ctm
+from speechclip.file_checks import audio_problem as _audio_problem
+from speechclip.file_checks import cheap_problem as _cheap_problem
+from speechclip.file_checks import decode_image_problem as _image_problem
+from speechclip.file_checks import wav_shortfall
 
 from speechclip.corpora import (  # noqa: F401  (re-exported: the data API)
     SPLITS, CorpusError, Utterance, _error, read_flickr_split, read_spokencoco_split)
-
-
-def _cheap_problem(u: Utterance, audio: bool, images: bool) -> str | None:
-    """Existence and size checks only: cheap enough for 40k files at construction."""
-    if u.caption is None:
-        return "audio without caption"
-    if u.image_id < 0:  # not in Images/: even audio-only use needs a true image id for retrieval
-        return "missing image"
-    for wanted, path, kind in ((audio, u.wav_path, "audio"), (images, u.image_path, "image")):
-        if not wanted:
-            continue
-        if path is None or not path.exists():
-            return f"missing {kind}"
-        if not path.is_file() or not os.access(path, os.R_OK):
-            return f"unreadable {kind}"
-        if path.stat().st_size == 0:
-            return f"empty {kind}"
-    return None
-
-
-def _audio_problem(path: Path, rate: int | None) -> tuple[str | None, tuple[int, int] | None]:
-    """Read one wav header: (reason or None, (frames, sample_rate))."""
-    try:
-        info = sf.info(str(path))
-    except (RuntimeError, OSError):  # sf.LibsndfileError subclasses RuntimeError
-        return "corrupt audio", None
-    if info.frames == 0:
-        return "empty audio", None
-    if rate is not None and info.samplerate != rate:
-        return "wrong sample rate", None
-    return None, (info.frames, info.samplerate)
-
-
-def _image_problem(path: Path) -> str | None:
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (64, 64))  # JPEG DCT scaling: still reads every byte (so truncation shows), decodes faster
-            im.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return "corrupt image"
-    return None
 
 
 class SpeechImageDataset(torch.utils.data.Dataset):
@@ -119,6 +81,7 @@ class SpeechImageDataset(torch.utils.data.Dataset):
                 reason, header = _audio_problem(u.wav_path, rate)
                 if header:
                     self._note_header(u, header)
+                    reason = self._alignment_problem(u, header[0] / header[1])
             if reason is None and self.load_images:
                 if u.image_path not in image_problems:
                     image_problems[u.image_path] = _image_problem(u.image_path)
@@ -129,6 +92,22 @@ class SpeechImageDataset(torch.utils.data.Dataset):
         if report and len(self.skipped) > before:
             print(self.summary())
         return self.skipped[before:]
+
+    def drop_images(self, problems: dict[str, str]) -> list[tuple[str, str]]:
+        """Raise for, or skip and count, the utterances of images found unreadable by another reader (the
+        pipeline embeds images without loading them here): problems maps image path -> reason."""
+        before = len(self.skipped)
+        self._drop([(u, problems.get(str(u.image_path))) for u in self.utterances])
+        if len(self.skipped) > before:
+            print(self.summary())
+        return self.skipped[before:]
+
+    def _alignment_problem(self, u: Utterance, seconds: float) -> str | None:
+        """An alignment that ends past its audio was made for another recording; u.source names the CTM line."""
+        where = alignment_overrun(self.alignments, u.uid, seconds) if self.alignments is not None else None
+        if where:
+            u.source = where
+        return "alignment past the audio" if where else None
 
     def _note_header(self, u: Utterance, header: tuple[int, int]) -> None:
         self._headers[u.wav_path] = header
@@ -180,6 +159,12 @@ class SpeechImageDataset(torch.utils.data.Dataset):
             raise _error(u.wav_path, "corrupt audio" if u.wav_path.is_file() else "missing audio") from None
         if data.shape[0] == 0:
             raise _error(u.wav_path, "empty audio")
+        if wav_shortfall(u.wav_path):
+            raise _error(u.wav_path, "truncated audio")
+        if not np.isfinite(data).all():
+            raise _error(u.wav_path, "corrupt audio", " (NaN/inf samples)")
+        if self._alignment_problem(u, data.shape[0] / rate):
+            raise _error(u.source, "alignment past the audio")
         wav = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))  # mono: average the channels
         if rate != self.sample_rate:
             if not self.resample:
@@ -204,6 +189,8 @@ class SpeechImageDataset(torch.utils.data.Dataset):
 
 
 def _bad_path(u: Utterance, reason: str) -> str:
+    if u.source:  # an index or alignment line
+        return u.source
     if reason.endswith("image"):
         return str(u.image_path)
     return str(u.wav_path) if u.wav_path else f"caption {u.uid!r} of {u.image_path} (no wav listed)"

@@ -19,12 +19,28 @@ from tqdm.auto import tqdm
 FRAMES_PER_SECOND = 50  # HuBERT: 320 samples per frame at 16 kHz (stores written before frame rates were recorded)
 
 
-def corpus_fingerprint(dataset) -> str:
-    """Hash of the split's utterance list and file sizes: a changed corpus never reuses a stale cache."""
-    h = hashlib.sha1()
+def _stamp(path) -> str:
+    """"size:mtime_ns" of a file, "-" when there is none."""
+    try:
+        st = Path(path).stat()
+    except (OSError, TypeError):
+        return "-"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def corpus_fingerprint(dataset, kind: str = "speech") -> str:
+    """Hash of the split's utterances with the size and modification time of each wav ("speech") or image ("images").
+
+    Keyed by (size, mtime) rather than content: hashing the 40k wavs of Flickr8k (about 5 GB) would cost a minute
+    per run, while every ordinary way of replacing a file (a copy, a re-extraction, a new synthetic corpus) gives
+    it a new mtime, so a replaced wav of the same size is noticed. A replacement that keeps both size and mtime
+    (cp -p of a same-size file) is not: delete the cache folder by hand after such a copy.
+    """
+    h = hashlib.sha1(kind.encode())
     for utt in dataset.utterances:
-        path = Path(utt.wav_path)
-        h.update(f"{utt.uid}|{utt.image_id}|{path.stat().st_size if path.exists() else -1}".encode())
+        key = f"{utt.uid}|{utt.image_id}|{_stamp(utt.wav_path)}" if kind == "speech" else \
+            f"{utt.image_id}|{utt.image_path}|{_stamp(utt.image_path)}"
+        h.update(key.encode())
     return h.hexdigest()[:12]
 
 
@@ -80,25 +96,40 @@ def compute_features(speech_encoder, dataset, directory: str | Path, batch_size:
     return FeatureStore(directory)
 
 
-@torch.no_grad()
-def compute_image_embeds(clip, dataset, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """CLIP embeddings of every distinct image of a split -> (embeds (N, D), image_ids (N,))."""
+def _load_image(clip, utt, problems: dict[str, str]):
+    """One preprocessed image, or None with its reason in problems (missing, empty, corrupt image)."""
     from PIL import Image
 
-    first: dict[int, str] = {}
+    from speechclip.file_checks import image_problem
+
+    try:
+        with Image.open(utt.image_path) as im:
+            return clip.preprocess(im.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError):
+        problems[str(utt.image_path)] = image_problem(utt)
+        return None
+
+
+@torch.no_grad()
+def compute_image_embeds(clip, dataset, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """CLIP embeddings of every readable distinct image -> (embeds (N, D), image_ids (N,), {bad image: reason})."""
+    first: dict[int, object] = {}
     for utt in dataset.utterances:
-        first.setdefault(utt.image_id, str(utt.image_path))
-    ids, paths = list(first.keys()), list(first.values())
-    device = next(clip.parameters()).device
-    chunks = []
-    for start in tqdm(range(0, len(paths), batch_size), desc="image embeddings", leave=False):
-        images = [clip.preprocess(Image.open(p).convert("RGB")) for p in paths[start: start + batch_size]]
-        chunks.append(clip.encode_image(torch.stack(images).to(device)).float().cpu())
-    return torch.cat(chunks), torch.tensor(ids)
+        first.setdefault(utt.image_id, utt)
+    utts, device = list(first.values()), next(clip.parameters()).device
+    ids, chunks, problems = [], [], {}
+    for start in tqdm(range(0, len(utts), batch_size), desc="image embeddings", leave=False):
+        batch = [(u.image_id, _load_image(clip, u, problems)) for u in utts[start: start + batch_size]]
+        batch = [(i, image) for i, image in batch if image is not None]
+        if batch:
+            ids += [i for i, _ in batch]
+            chunks.append(clip.encode_image(torch.stack([im for _, im in batch]).to(device)).float().cpu())
+    embeds = torch.cat(chunks) if chunks else torch.empty(0, clip.embed_dim)
+    return embeds, torch.tensor(ids, dtype=torch.long), problems
 
 
-def cache_dir_for(cache_root: str | Path, encoder_key: str, dataset) -> Path:
-    return Path(cache_root) / f"{encoder_key}-{corpus_fingerprint(dataset)}"
+def cache_dir_for(cache_root: str | Path, encoder_key: str, dataset, kind: str = "speech") -> Path:
+    return Path(cache_root) / f"{encoder_key}-{corpus_fingerprint(dataset, kind)}"
 
 
 def cached_features(speech_encoder, dataset, cache_root, encoder_key: str, batch_size: int = 16) -> FeatureStore:
@@ -110,14 +141,20 @@ def cached_features(speech_encoder, dataset, cache_root, encoder_key: str, batch
 
 
 def cached_image_embeds(clip, dataset, cache_root, clip_key: str) -> tuple[torch.Tensor, torch.Tensor]:
-    path = cache_dir_for(cache_root, clip_key, dataset) / "images.pt"
+    """The split's image embeddings, computed on first use; unreadable images are kept in the cache with their
+    reason and raised, or skipped and counted, by the dataset's on_error on every use (so call this first)."""
+    path = cache_dir_for(cache_root, clip_key, dataset, "images") / "images.pt"
     if path.exists():
         saved = torch.load(path)
-        return saved["embeds"], saved["image_ids"]
-    embeds, ids = compute_image_embeds(clip, dataset)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"embeds": embeds, "image_ids": ids}, path)
-    return embeds, ids
+    else:
+        embeds, ids, problems = compute_image_embeds(clip, dataset)
+        saved = {"embeds": embeds, "image_ids": ids, "problems": problems}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(".images.pt.partial")
+        torch.save(saved, tmp)
+        tmp.replace(path)  # never a cut-short cache
+    dataset.drop_images(saved["problems"])
+    return saved["embeds"], saved["image_ids"]
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -126,6 +163,7 @@ class FeatureDataset(torch.utils.data.Dataset):
     def __init__(self, store: FeatureStore, dataset, image_embeds, image_ids, train: bool = False,
                  max_seconds: float = 6.4, seed: int = 0):
         self.store, self.utterances, self.train, self.seed = store, dataset.utterances, train, seed
+        self.name = f"features of {getattr(dataset, 'name', 'a split')}"  # errors name the split
         self.row_of = {int(i): r for r, i in enumerate(image_ids.tolist())}
         self.image_embeds = image_embeds
         self.max_frames = int(round(max_seconds * store.frame_rate))

@@ -6,6 +6,8 @@ term per objective (§2.1): L = w_c L_cascaded + w_p L_parallel. Introduced in n
 """
 from __future__ import annotations
 
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -120,7 +122,9 @@ class SpeechCLIP(nn.Module):
         payload = {"config": self.cfg.to_dict(), "state": self.trainable_state_dict(),
                    "vocab_ids": self.clip.vocab_ids.cpu(), **extra}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        torch.save(payload, path)
+        tmp = Path(path).with_name(f".{Path(path).name}.partial")
+        torch.save(payload, tmp)
+        tmp.replace(path)  # a crash mid-save never leaves a cut-short best.pt
 
 
 def load_backbones(cfg: Config, random_init: bool = False, artifacts_dir=None):
@@ -149,9 +153,28 @@ def build_model(cfg: Config, speech_encoder=None, clip=None, vocab_captions=None
     return SpeechCLIP(cfg, speech_encoder, clip)
 
 
+def read_checkpoint(path: str | Path, map_location="cpu", keys=("config",)) -> dict:
+    """torch.load of a file fit or SpeechCLIP.save wrote; a missing, cut-short or foreign file names itself."""
+    from speechclip.corpora import WeightsError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint here; train one with speechclip.train.fit first.")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        raise WeightsError(f"{path} ({path.stat().st_size} bytes) is not a readable checkpoint "
+                           f"({str(err).split('. ')[0]}): it was probably cut short by an interrupted copy or save. "
+                           "Copy it again, or delete it to train that run from scratch.") from None
+    missing = [k for k in keys if not isinstance(payload, dict) or k not in payload]
+    if missing:
+        raise WeightsError(f"{path}: not a SpeechCLIP checkpoint (no {missing}); pass a file written by fit.")
+    return payload
+
+
 def load_model(path: str | Path, speech_encoder=None, clip=None, map_location="cpu") -> SpeechCLIP:
     """Rebuild a saved model: its config, its reduced vocabulary, then its trained weights."""
-    payload = torch.load(path, map_location=map_location, weights_only=False)
+    payload = read_checkpoint(path, map_location, keys=("config", "state", "vocab_ids"))
     cfg = config_from_dict(payload["config"])
     if speech_encoder is None or clip is None:
         speech_encoder, clip = load_backbones(cfg)

@@ -16,6 +16,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -70,20 +71,25 @@ def prepare(cfg: Config, artifacts: str | Path = "artifacts", splits=SPLITS) -> 
     cache = Path(artifacts) / "features"
     features = {}
     for split, ds in datasets.items():
-        store = cached_features(speech_encoder, ds, cache, backbone_key(cfg, "speech"))
+        # images first: a missing or corrupt one raises, or drops its utterances before the speech cache is keyed
         image_embeds, image_ids = cached_image_embeds(clip, ds, cache, backbone_key(cfg, "clip"))
+        store = cached_features(speech_encoder, ds, cache, backbone_key(cfg, "speech"))
         features[split] = FeatureDataset(store, ds, image_embeds, image_ids, train=split == "train",
                                          max_seconds=cfg.data.max_audio_seconds, seed=cfg.train.seed)
     return Experiment(cfg, speech_encoder, clip, datasets, features)
 
 
-def train_and_evaluate(exp: Experiment, out_dir: str | Path, resume: bool = True, progress: bool = True) -> dict:
-    """Fit on train (best checkpoint by dev mean R@10), then evaluate that checkpoint on test."""
+def train_and_evaluate(exp: Experiment, out_dir: str | Path, resume: bool = True, progress: bool = True,
+                       allow_config_change: bool = False) -> dict:
+    """Fit on train (best checkpoint by dev mean R@10), then evaluate that checkpoint on test.
+
+    A resume refuses a checkpoint written with other settings unless allow_config_change=True.
+    """
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     model = exp.model()
     state = fit(model, exp.features["train"], exp.features["dev"], exp.cfg, out_dir, collate_features,
-                resume=resume, progress=progress)
+                resume=resume, progress=progress, allow_config_change=allow_config_change)
     best = load_model(out_dir / "best.pt", exp.speech_encoder, exp.clip)
     metrics = evaluate(best, exp.features["test"], collate_features, exp.cfg.data.eval_batch_size)
     result = {"family": exp.cfg.model.family, "test": metrics, "dev_best": state.best_metrics,
@@ -96,6 +102,42 @@ def train_and_evaluate(exp: Experiment, out_dir: str | Path, resume: bool = True
     return result
 
 
+def _field_annotation(key: str) -> str | None:
+    """"train.lr" -> "float"; None for keys that are not a known section.field."""
+    section, _, name = key.partition(".")
+    part = getattr(Config(), section, None)
+    if not dataclasses.is_dataclass(part):
+        return None
+    return next((f.type for f in dataclasses.fields(part) if f.name == name), None)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Command-line "KEY=VALUE" pairs -> overrides: strings stay strings, other values are read as JSON.
+
+    "data.root=tmp/x" and "train.precision=fp32" are strings because their fields are; "train.lr=1e-3" is a float.
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, raw = pair.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. train.max_steps=200")
+        annotation = _field_annotation(key)
+        if annotation == "str":
+            out[key] = raw
+            continue
+        if annotation == "bool" and raw in ("True", "False"):
+            raw = raw.lower()
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            if annotation is None:  # not a known key: load_config names it and lists the valid ones
+                out[key] = raw
+                continue
+            raise ValueError(f"--set {pair!r}: {key} takes a {annotation}, and {raw!r} is not one") from None
+    return out
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="pocket")
@@ -103,12 +145,12 @@ def main(argv=None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--artifacts", default="artifacts")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides, e.g. train.max_steps=200")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="resume the run in --out even though its checkpoint was written with other settings")
     args = p.parse_args(argv)
-    overrides = {k: json.loads(v) if v[:1] in "0123456789-[{tf" else v
-                 for k, v in (kv.split("=", 1) for kv in args.set)}
-    cfg = load_config(args.preset, args.family, overrides)
+    cfg = load_config(args.preset, args.family, parse_overrides(args.set))
     exp = prepare(cfg, args.artifacts)
-    print(json.dumps(train_and_evaluate(exp, args.out), indent=2))
+    print(json.dumps(train_and_evaluate(exp, args.out, allow_config_change=args.allow_config_change), indent=2))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def read_split(root, split: str) -> list[dict]:
     from speechclip.data import read_flickr_split
     return [dict(image_id=u.image_name, caption=u.caption, image=u.image_path, utt_id=u.uid,
                  wav=u.wav_path if u.wav_path is not None and u.wav_path.is_file() else None)
-            for u in read_flickr_split(root, split) if u.caption is not None]
+            for u in read_flickr_split(root, split) if u.caption is not None and u.problem is None]
 
 
 def corpus_fingerprint(root) -> str:

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import HubertConfig, HubertModel
 
+from speechclip.corpora import WeightsError
+
 __all__ = ["SpeechEncoder", "WeightedLayerSum", "load_speech_encoder", "conv_output_lengths"]
 
 # HuBERT Large (fairseq hubert_large_ll60k): pre-LN encoder, LayerNorm in every conv layer, conv biases (§1.1).
@@ -188,7 +190,10 @@ def _read_do_normalize(folder: Path | None, config: HubertConfig) -> bool:
     """The feature extractor's ``do_normalize`` when the folder has one, else the fairseq convention."""
     pre = folder / "preprocessor_config.json" if folder is not None else None
     if pre is not None and pre.is_file():
-        return bool(json.loads(pre.read_text()).get("do_normalize", False))
+        try:
+            return bool(json.loads(pre.read_text()).get("do_normalize", False))
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+            raise _broken_folder_error(folder, err) from err
     # hubert-base ships no preprocessor config and was trained without normalisation; Large (LayerNorm convs) with.
     return config.feat_extract_norm == "layer"
 
@@ -200,6 +205,14 @@ def _missing_weights_error(name: str, err: Exception) -> FileNotFoundError:
         f"    huggingface-cli download {name} --local-dir checkpoints/{name.split('/')[-1]}\n"
         f"copy the folder here and set speech.name to that folder (a save_pretrained folder also works). "
         f"Offline, use speech.name='pocket' instead.")
+
+
+def _broken_folder_error(folder: Path, err: Exception) -> WeightsError:
+    why = " ".join(str(err).split())[:300]
+    return WeightsError(
+        f"{folder}: a HuBERT folder that does not load ({type(err).__name__}: {why}). It needs config.json and "
+        "model.safetensors (or pytorch_model.bin) from one save_pretrained; a cut-short copy is the usual cause: "
+        "copy the folder again (a pocket cache under artifacts/pocket: delete it to retrain).")
 
 
 def _random_config(name: str) -> HubertConfig:
@@ -226,11 +239,15 @@ def load_speech_encoder(cfg, random_init: bool = False, cache_dir=None, pocket_c
             return SpeechEncoder(model, do_normalize=True, finetune_top_layers=finetune, frame_pool=pool)
         name = str(pocket.ensure_pocket_hubert(pocket_cfg, corpus_root, artifacts_dir=artifacts_dir))
     folder = Path(name) if Path(name).is_dir() else None
-    if random_init:
-        config = HubertConfig.from_pretrained(folder) if folder is not None else _random_config(name)
-        return SpeechEncoder(HubertModel(config), _read_do_normalize(folder, config), finetune, pool)
     try:
-        model = HubertModel.from_pretrained(name, cache_dir=cache_dir)
-    except OSError as err:
-        raise _missing_weights_error(name, err) from err
+        if random_init:
+            model = HubertModel(HubertConfig.from_pretrained(folder) if folder is not None else _random_config(name))
+        else:
+            model = HubertModel.from_pretrained(name, cache_dir=cache_dir)
+    except Exception as err:  # safetensors, json and torch each raise their own type for a broken file
+        if folder is not None:  # it exists: downloading is not the fix
+            raise _broken_folder_error(folder, err) from err
+        if isinstance(err, OSError):
+            raise _missing_weights_error(name, err) from err
+        raise
     return SpeechEncoder(model, _read_do_normalize(folder, model.config), finetune, pool)

@@ -21,6 +21,9 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from speechclip.evaluation import evaluate
+from speechclip.train_checks import (TrainingFault, autocast_dtype, check_finite_grads, check_finite_loss,  # noqa: F401
+                                     check_finite_weights, check_resume_config, check_split_sizes, cut_log,
+                                     save_atomically, split_name)
 
 
 def lr_factor(step: int, warmup: int, max_steps: int, final_ratio: float) -> float:
@@ -58,6 +61,8 @@ class TrainState:
     best: float = -1.0
     best_metrics: dict = field(default_factory=dict)
     wall_seconds: float = 0.0
+    amp_skipped: int = 0  # fp16 steps the GradScaler skipped (overflow at the current loss scale)
+    log_bytes: int | None = None  # size of metrics.jsonl when this state was saved: a resume cuts it back
 
 
 def _rng_state() -> dict:
@@ -84,8 +89,10 @@ class Trainer:
         self.optimizer = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, tc.warmup_steps, tc.max_steps, tc.final_lr_ratio))
-        self.amp = self.device.type == "cuda" and tc.precision != "fp32"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.amp_dtype = autocast_dtype(self.device, tc.precision)
+        self.amp = self.amp_dtype is not None
+        # only fp16 needs loss scaling; bf16 has fp32's exponent range
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.net = model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -93,8 +100,12 @@ class Trainer:
         from speechclip.data import LengthBucketSampler
 
         sampler_cls = sampler_cls or LengthBucketSampler
+        check_split_sizes(train_set, dev_set, cfg.data.batch_size, self.world)
         self.sampler = sampler_cls(train_set.lengths(), cfg.data.batch_size // self.world, shuffle=True,
                                    drop_last=True, seed=tc.seed, num_replicas=self.world, rank=self.rank)
+        if len(self.sampler) == 0:  # e.g. a custom sampler_cls, or batches lost to equal DDP shares
+            raise TrainingFault(f"{split_name(train_set)}: its {len(train_set)} utterances give no full batch of "
+                                f"{cfg.data.batch_size} over {self.world} process(es); lower data.batch_size.")
         self.state = TrainState()
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -102,35 +113,46 @@ class Trainer:
     def save_checkpoint(self, name: str = "last.pt") -> None:
         if self.rank != 0:
             return
-        torch.save({"model": self.model.trainable_state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                    "state": self.state.__dict__, "rng": _rng_state(), "config": self.cfg.to_dict()},
-                   self.out_dir / name)
+        weights = self.model.trainable_state_dict()
+        check_finite_weights(weights, self.state.step)
+        log = self.out_dir / "metrics.jsonl"
+        self.state.log_bytes = log.stat().st_size if log.exists() else 0
+        save_atomically({"model": weights, "optimizer": self.optimizer.state_dict(),
+                         "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                         "state": self.state.__dict__, "rng": _rng_state(), "config": self.cfg.to_dict()},
+                        self.out_dir / name)
 
-    def load_checkpoint(self, path: Path) -> None:
-        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+    def load_checkpoint(self, path: Path, allow_config_change: bool = False) -> None:
+        from speechclip.model import read_checkpoint
+
+        ckpt = read_checkpoint(path, self.device, keys=("model", "optimizer", "scheduler", "state", "config"))
+        check_resume_config(path, ckpt["config"], self.cfg.to_dict(), allow_config_change)
         self.model.load_state_dict(ckpt["model"], strict=False)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.state = TrainState(**ckpt["state"])
         _set_rng_state(ckpt["rng"])
+        if self.rank == 0:
+            cut_log(self.out_dir / "metrics.jsonl", self.state)
 
     # ---- steps ----
     def train_step(self, batch: dict) -> dict:
         batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp):
             out = self.net(batch)
+        logged = {k: v.item() for k, v in out.items() if k.endswith("loss")}
+        check_finite_loss(logged, self.state, self.cfg.train)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(out["loss"]).backward()
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
-        self.scaler.step(self.optimizer)
+        skipped = check_finite_grads(self.model, float(grad_norm), self.scaler, self.state)
+        self.scaler.step(self.optimizer)  # skips the update itself when fp16 gradients overflowed
         self.scaler.update()
         self.scheduler.step()
-        logged = {k: v.item() for k, v in out.items() if k.endswith("loss")}
         return {**logged, "grad_norm": float(grad_norm), "lr": self.scheduler.get_last_lr()[0],
-                "logit_scale": float(self.model.logit_scale)}
+                "logit_scale": float(self.model.logit_scale), **({"amp_skipped": True} if skipped else {})}
 
     def validate(self) -> dict:
         if self.rank == 0:
@@ -140,6 +162,7 @@ class Trainer:
             score = metrics["mean_R@10"]
             if score > self.state.best:
                 self.state.best, self.state.best_metrics = score, metrics
+                check_finite_weights(self.model.trainable_state_dict(), self.state.step)
                 self.model.save(self.out_dir / "best.pt", step=self.state.step, metrics=metrics)
         else:
             metrics = {}
@@ -187,13 +210,20 @@ class Trainer:
             self.validate()
         self.save_checkpoint()
 
-    def fit(self, resume: bool = True, stop_after_steps: int | None = None) -> TrainState:
-        """Train to cfg.train.max_steps; stop_after_steps ends early (an interruption) without touching the schedule."""
+    def fit(self, resume: bool = True, stop_after_steps: int | None = None,
+            allow_config_change: bool = False) -> TrainState:
+        """Train to cfg.train.max_steps; stop_after_steps ends early (an interruption) without touching the schedule.
+
+        A resume refuses a config that differs from the checkpoint's in what changes the result, unless
+        allow_config_change=True.
+        """
         last = self.out_dir / "last.pt"
         if resume and last.exists():
-            self.load_checkpoint(last)
+            self.load_checkpoint(last, allow_config_change)
         else:
             seed_everything(self.cfg.train.seed + self.rank)
+            if self.rank == 0:  # a fresh start: rows of an earlier run here would interleave with this one's
+                (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
         tc = self.cfg.train
         self.stop_at = stop_after_steps or tc.max_steps
         with tqdm(total=tc.max_steps, initial=self.state.step, desc="train",
@@ -207,7 +237,7 @@ class Trainer:
 
 
 def fit(model, train_set, dev_set, cfg, out_dir, collate, resume: bool = True, progress: bool = True,
-        sampler_cls=None, stop_after_steps: int | None = None) -> TrainState:
+        sampler_cls=None, stop_after_steps: int | None = None, allow_config_change: bool = False) -> TrainState:
     """Train `model` on `train_set` by cfg.train, validating on `dev_set`; resumes from out_dir/last.pt."""
     trainer = Trainer(model, train_set, dev_set, cfg, out_dir, collate, sampler_cls, progress)
-    return trainer.fit(resume, stop_after_steps)
+    return trainer.fit(resume, stop_after_steps, allow_config_change)

@@ -13,6 +13,7 @@ from transformers import HubertConfig, HubertModel
 
 from speechclip.clip_encoder import load_clip
 from speechclip.config import ClipConfig, PocketClipConfig, SpeechEncoderConfig
+from speechclip.corpora import WeightsError
 from speechclip.pocket_clip import build_pocket_clip, save_pocket_clip
 from speechclip.speech_encoder import WeightedLayerSum, conv_output_lengths, load_speech_encoder
 
@@ -170,3 +171,113 @@ def test_keyword_gradients_reach_inputs_only(clip):
 def test_open_clip_tokenizer_is_real_bpe():
     ids = open_clip.get_tokenizer("ViT-B-32")(["a dog"])[0]
     assert ids[:4].tolist() == [49406, 320, 1929, 49407]
+
+
+# ---------------------------------------------------------------- broken weights name themselves
+
+def _cut(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_broken_hubert_folder_is_named_not_sent_to_download(tmp_path):
+    _tiny_hubert(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    _cut(weights)
+    with pytest.raises(WeightsError, match=rf"{tmp_path}: a HuBERT folder that does not load \(Safetensor") as err:
+        load_speech_encoder(SpeechEncoderConfig(name=str(tmp_path)))
+    assert "huggingface-cli" not in str(err.value)
+    assert load_speech_encoder(SpeechEncoderConfig(name=str(tmp_path)), random_init=True)  # needs no weights
+    (tmp_path / "preprocessor_config.json").write_text("{cut sho")
+    with pytest.raises(WeightsError, match="does not load \(JSONDecodeError"):
+        load_speech_encoder(SpeechEncoderConfig(name=str(tmp_path)), random_init=True)
+    (tmp_path / "preprocessor_config.json").unlink()
+    weights.unlink()
+    with pytest.raises(WeightsError, match="does not load.*no file named model.safetensors") as err:
+        load_speech_encoder(SpeechEncoderConfig(name=str(tmp_path)))
+    assert "huggingface-cli" not in str(err.value)
+
+
+def test_broken_clip_folder_or_file_is_named(clip_dir, tmp_path, monkeypatch):
+    import shutil
+
+    folder = shutil.copytree(clip_dir[0], tmp_path / "clip")
+    _cut(folder / "open_clip_model.safetensors")
+    with pytest.raises(WeightsError, match=rf"{folder}: CLIP weights that exist but do not load"):
+        load_clip(ClipConfig(name=str(folder), pretrained=""))
+    (folder / "open_clip_model.safetensors").unlink()  # open_clip alone would load random weights, logging a line
+    with pytest.raises(WeightsError, match="open_clip_config.json but no weights file"):
+        load_clip(ClipConfig(name="ViT-B-32", pretrained=str(folder)))
+    (folder / "open_clip_config.json").unlink()
+    with pytest.raises(WeightsError, match="no open_clip_config.json, so not an open_clip folder"):
+        load_clip(ClipConfig(name=str(folder), pretrained=""))
+    with pytest.raises(FileNotFoundError, match="nowhere.bin: no such weights file") as err:
+        load_clip(ClipConfig(name="ViT-B-32", pretrained=str(tmp_path / "nowhere.bin")))
+    assert "unreachable" not in str(err.value)
+
+    def cut_short(*args, **kwargs):  # what open_clip raises for a cut-short .bin, without building ViT-B/32
+        raise RuntimeError("PytorchStreamReader failed reading zip archive: failed finding central directory")
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", cut_short)
+    weights = tmp_path / "open_clip_pytorch_model.bin"
+    weights.write_bytes(b"PK\x03\x04 cut")
+    with pytest.raises(WeightsError, match=rf"{weights.name}: CLIP weights that exist but do not load \(Runtime"):
+        load_clip(ClipConfig(name="ViT-B-32", pretrained=str(weights)))
+
+
+# ---------------------------------------------------------------- OpenAI weights from a file get QuickGELU
+
+@pytest.fixture
+def created(monkeypatch):
+    """Record what load_clip asks open_clip for, and hand back a tiny model instead of ViT-B/32."""
+    calls = []
+
+    def fake_create(name, pretrained=None, load_weights=True, force_quick_gelu=False, cache_dir=None):
+        calls.append({"name": name, "pretrained": pretrained, "quick_gelu": force_quick_gelu})
+        model, preprocess = build_pocket_clip(PocketClipConfig(embed_dim=16, image_size=32, patch_size=16,
+                                                               vision_width=16, vision_layers=1, text_width=16,
+                                                               text_layers=1, heads=2))
+        return model, None, preprocess
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", fake_create)
+    return calls
+
+
+def _openai_jit(path):
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(path))  # OpenAI released TorchScript archives
+
+
+@pytest.mark.parametrize("where, make, quick", [
+    ("vit_base_patch32_clip_224.openai/open_clip_pytorch_model.bin", None, True),  # the hub repository's name
+    ("models--timm--vit_base_patch32_clip_224.openai/snapshots/abc/open_clip_pytorch_model.bin", None, True),
+    ("ViT-B-32.pt", _openai_jit, True),
+    ("hub/open_clip_pytorch_model.bin", {"model_cfg": {"quick_gelu": True}}, True),
+    ("laion/open_clip_pytorch_model.bin", {"model_cfg": {}}, False),
+])
+def test_openai_weights_from_a_file_get_quick_gelu(created, tmp_path, where, make, quick):
+    path = tmp_path / where
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if callable(make):
+        make(path)
+    else:
+        path.write_bytes(b"weights")
+        if make is not None:
+            (path.parent / "open_clip_config.json").write_text(json.dumps(make))
+    load_clip(ClipConfig(name="ViT-B-32", pretrained=str(path)))
+    assert created[-1]["quick_gelu"] is quick and created[-1]["pretrained"] == str(path)
+
+
+def test_quick_gelu_by_tag_and_an_undecidable_file_warns(created, tmp_path):
+    load_clip(ClipConfig(name="ViT-B-32", pretrained="openai"))
+    assert created[-1]["quick_gelu"] is True
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"weights")
+    with pytest.warns(UserWarning, match="cannot tell whether these ViT-B-32 weights are OpenAI's.*ViT-B-32-quickgelu"):
+        load_clip(ClipConfig(name="ViT-B-32", pretrained=str(path)))
+    assert created[-1]["quick_gelu"] is False
+    folder = tmp_path / "vit_base_patch32_clip_224.openai"
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": {}}))
+    (folder / "open_clip_pytorch_model.bin").write_bytes(b"weights")
+    load_clip(ClipConfig(name="ViT-B-32", pretrained=str(folder)))
+    assert created[-1] == {"name": f"local-dir:{folder}", "pretrained": None, "quick_gelu": True}

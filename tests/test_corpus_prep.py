@@ -155,3 +155,43 @@ def test_spokencoco_cli_and_bad_karpathy(coco_archives, tmp_path, capsys):
     coco_archives["karpathy"].write_text(json.dumps({"images": [{"filename": "x.jpg"}]}))
     with pytest.raises(CorpusError, match="dataset_coco.json: not Karpathy"):
         prep.prepare(**coco_archives, out=tmp_path / "o2")
+
+
+# ---------------------------------------------------------------- broken archives name themselves
+
+def _cut(path: Path) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    return path
+
+
+def _garbage(path: Path) -> Path:
+    path.write_bytes(b"<html>404 Not Found</html>" * 40)  # what a failed download often saves
+    return path
+
+
+@pytest.mark.parametrize("which", ["images", "text", "audio"])
+@pytest.mark.parametrize("damage", [_cut, _garbage], ids=["cut short", "garbage"])
+def test_flickr_broken_archive_is_named(flickr_archives, tmp_path, which, damage):
+    prep, a = load_script("flickr8k"), dict(flickr_archives)
+    bad = damage(a[which])
+    with pytest.raises(CorpusError, match=rf"{bad.name}: not a readable archive .*Fetch it again"):
+        prep.prepare(a["images"], a["text"], a["audio"], tmp_path / "o", expected=None)
+
+
+@pytest.mark.parametrize("which", ["audio", "train_images", "val_images"])
+@pytest.mark.parametrize("damage", [_cut, _garbage], ids=["cut short", "garbage"])
+def test_spokencoco_broken_archive_is_named(coco_archives, tmp_path, which, damage):
+    prep = load_script("spokencoco")
+    bad = damage(coco_archives[which])
+    with pytest.raises(CorpusError, match=rf"{bad.name}: not a readable archive"):
+        prep.prepare(**coco_archives, out=tmp_path / "o", expected=None)
+
+
+def test_spokencoco_caption_file_without_image_field(coco_archives, tmp_path):
+    prep = load_script("spokencoco")
+    audio = write_tar(tmp_path / "SpokenCOCO.tar.gz", {
+        "SpokenCOCO/SpokenCOCO_train.json": json.dumps({"data": [{"captions": []}]}).encode(),
+        "SpokenCOCO/SpokenCOCO_val.json": b'{"data": []}'})
+    with pytest.raises(CorpusError, match=r"SpokenCOCO_train.json \(from .*SpokenCOCO.tar.gz\): not a SpokenCOCO"):
+        prep.extract_audio(audio, tmp_path / "o")

@@ -104,6 +104,7 @@ def test_item_fields(flickr_root):
 def test_resampling_policy(flickr_root, writers, capsys):
     u = read_flickr_split(flickr_root, "test")[0]
     writers.wav(u.wav_path, 1.0, seed=3, sample_rate=8000)
+    (flickr_root / "flickr_8k.ctm").unlink()  # its alignment of the replaced wav would end past the new audio
     ds = FlickrDataset(flickr_root, "test")
     assert ds.lengths()[0] == 16000 and ds[0]["wav"].numel() == 16000  # resampled to 16 kHz
     assert ds.resampled == {str(u.wav_path)}
@@ -225,6 +226,12 @@ def _truncate(path):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
+def _nonfinite(path):
+    x = np.full(8000, 0.1, dtype=np.float32)
+    x[100] = np.nan
+    sf.write(path, x, 16000, subtype="FLOAT")  # float wavs can hold NaN; PCM ones cannot
+
+
 def _extra_caption(root):
     name = _dev(root)[0].image_name
     with open(root / "Flickr8k.token.txt", "a") as f:
@@ -246,6 +253,8 @@ BAD = {
     "empty audio file": (lambda r, w: (p := _dev(r)[0].wav_path).write_bytes(b"") or p, "empty audio", 1, True),
     "audio with no samples": (lambda r, w: _silent_header(p := _dev(r)[0].wav_path) or p, "empty audio", 1, False),
     "corrupt audio": (lambda r, w: _garbage(p := _dev(r)[0].wav_path) or p, "corrupt audio", 1, False),
+    "truncated audio": (lambda r, w: _truncate(p := _dev(r)[0].wav_path) or p, "truncated audio", 1, False),
+    "non-finite audio": (lambda r, w: _nonfinite(p := _dev(r)[0].wav_path) or p, "corrupt audio", 1, False),
     "unreadable audio": (lambda r, w: ((p := _dev(r)[0].wav_path).unlink(), p.mkdir()) and p,
                          "unreadable audio", 1, True),
     "missing image": (lambda r, w: (p := _dev(r)[0].image_path).unlink() or p, "missing image", 5, True),
@@ -271,7 +280,7 @@ def test_bad_input_raises_naming_the_file(case, flickr_root, writers):
     with pytest.raises(CorpusError, match=pattern):
         ds.validate()
     with pytest.raises(CorpusError, match=rf"{path.name}: {reason}"):
-        ds[0]
+        ds[0]  # loading finds it too, whatever the error mode
 
 
 @pytest.mark.parametrize("case", list(BAD))
@@ -312,3 +321,162 @@ def test_spokencoco_caption_without_audio_and_wav_without_text(coco_root, capsys
         SpokenCOCODataset(coco_root, "test")
     ds = SpokenCOCODataset(coco_root, "test", on_error="skip")
     assert sorted(r for _, r in ds.skipped) == ["audio without caption", "missing audio"] and len(ds) == 2
+
+
+# ---------------------------------------------------------------- index integrity
+
+def _append(path, text):
+    with open(path, "a") as f:
+        f.write(text)
+
+
+def _split_file(root, split="dev"):
+    return root / f"Flickr_8k.{split}Images.txt"
+
+
+def _token_line(root, key):
+    lines = (root / "Flickr8k.token.txt").read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if line.startswith(key + "\t")), lines
+
+
+def _empty_caption(root):
+    key = f"{_dev(root)[0].image_name}.jpg#3"
+    n, lines = _token_line(root, key)
+    lines[n - 1] = f"{key}\t ."
+    (root / "Flickr8k.token.txt").write_text("\n".join(lines) + "\n")
+    return rf"Flickr8k.token.txt:{n}"
+
+
+def _repeated_index(root):
+    key = f"{_dev(root)[0].image_name}.jpg#2"
+    first, lines = _token_line(root, key)
+    _append(root / "Flickr8k.token.txt", f"{key}\tA second caption with the same index .\n")
+    return rf"Flickr8k.token.txt:{len(lines) + 1} \(first at line {first}\)"
+
+
+def _image_without_audio(root):
+    extra = sorted(p.stem for p in (root / "Images").glob("*.jpg"))[-1]  # captioned, never recorded
+    _append(_split_file(root), f"{extra}.jpg\n")
+    return rf"{extra}_0.wav"
+
+
+# name -> (break the dev split and return a pattern for where, reason, skipped, utterances before skipping)
+INDEX = {
+    "image without captions": (lambda r: _append(_split_file(r), "1_nocaptions.jpg\n") or r"devImages.txt:3",
+                               "image without captions", 1, 11),
+    "image without audio": (_image_without_audio, "missing audio", 5, 15),
+    "duplicate split line": (lambda r: _append(_split_file(r), f"{_dev(r)[0].image_name}.jpg\n")
+                             or r"devImages.txt:3 \(first at line 1\)", "duplicate split line", 1, 11),
+    "image in two splits": (lambda r: _append(_split_file(r), _split_file(r, "train").read_text().split()[0] + "\n")
+                            or r"devImages.txt:3 \(also Flickr_8k.trainImages.txt:1\)", "image in two splits", 5, 15),
+    "repeated caption index": (_repeated_index, "repeated caption index", 1, 10),
+    "empty caption": (_empty_caption, "empty caption", 1, 10),
+}
+
+
+@pytest.mark.parametrize("case", list(INDEX))
+def test_split_integrity_raises_or_counts(case, flickr_root, capsys):
+    breaker, reason, skipped, total = INDEX[case]
+    where = breaker(flickr_root)
+    with pytest.raises(CorpusError, match=rf"{where}: {reason}\. Fix: "):
+        FlickrDataset(flickr_root, "dev")  # found at construction: reading the index is enough
+    ds = FlickrDataset(flickr_root, "dev", on_error="skip")
+    assert [r for _, r in ds.skipped] == [reason] * skipped and len(ds) == total - skipped
+    assert f"skipped {skipped} of {total} utterances: {skipped} {reason}" in capsys.readouterr().out
+    assert len({u.uid for u in ds.utterances}) == len(ds) and all(u.caption for u in ds.utterances)
+
+
+def test_image_in_two_splits_is_reported_by_both(flickr_root):
+    first_train = _split_file(flickr_root, "train").read_text().split()[0]
+    _append(_split_file(flickr_root, "test"), first_train + "\n")
+    for split in ("train", "test"):
+        with pytest.raises(CorpusError, match="image in two splits"):
+            FlickrDataset(flickr_root, split)
+
+
+@pytest.mark.parametrize("fmt", ["flickr8k", "spokencoco"])
+def test_empty_split_file_is_an_error_in_both_modes(fmt, flickr_root, coco_root):
+    if fmt == "flickr8k":
+        _split_file(flickr_root).write_text("\n")
+        root, pattern = flickr_root, r"Flickr_8k.devImages.txt: the split file names no image"
+    else:
+        (coco_root / "SpokenCOCO" / "SpokenCOCO_ksplit_val.json").write_text('{"data": []}')
+        root, pattern = coco_root, r"SpokenCOCO_ksplit_val.json: 'data' holds no entries"
+    for mode in ("raise", "skip"):
+        with pytest.raises(CorpusError, match=pattern):
+            build_dataset(DataConfig(root=str(root), format=fmt, on_error=mode), "dev")
+
+
+# ---------------------------------------------------------------- every error names its file
+
+@pytest.mark.parametrize("name", ["Flickr8k.token.txt", "Flickr_8k.devImages.txt", "flickr_audio/wav2spk.txt",
+                                  "flickr_8k.ctm"])
+def test_non_utf8_text_names_file_and_line(name, flickr_root):
+    path = flickr_root / name
+    lines = path.read_text().count("\n")
+    _append(path, "")
+    with open(path, "ab") as f:
+        f.write("caf\u00e9 na\u00efve\n".encode("latin-1"))
+    with pytest.raises(CorpusError, match=rf"{path.name}:{lines + 1}: not UTF-8 text \(byte 0xe9.*iconv"):
+        FlickrDataset(flickr_root, "dev")
+
+
+def test_malformed_speaker_line_names_file_and_line(flickr_root):
+    path = flickr_root / "flickr_audio" / "wav2spk.txt"
+    n = path.read_text().count("\n")
+    _append(path, "just_one_field.wav\n")
+    with pytest.raises(CorpusError, match=rf"wav2spk.txt:{n + 1}: expected '<image>_<n>.wav <speaker>'"):
+        read_flickr_split(flickr_root, "dev")
+
+
+@pytest.mark.parametrize("line, text", [("img1_0 1 nan 0.2 dog", "start 'nan'"), ("img1_0 1 0.1 inf dog", "duration 'inf'"),
+                                        ("img1_0 1 -0.5 0.2 dog", "start '-0.5'")])
+def test_ctm_times_must_be_finite_and_non_negative(tmp_path, line, text):
+    path = tmp_path / "a.ctm"
+    path.write_text(f"img1_0 1 0.0 0.1 a\n{line}\n")
+    with pytest.raises(CorpusError, match=rf"a.ctm:2: .*{text}.*must be finite and >= 0"):
+        read_ctm(path)
+
+
+def test_alignment_past_the_audio_names_the_ctm_line(flickr_root, writers, capsys):
+    u = _dev(flickr_root)[0]
+    writers.wav(u.wav_path, 0.2, seed=1)  # a shorter recording than the one the CTM aligned
+    ctm_lines = (flickr_root / "flickr_8k.ctm").read_text().splitlines()
+    last = max(i for i, line in enumerate(ctm_lines, 1) if line.startswith(u.uid + " "))
+    pattern = rf"flickr_8k.ctm:{last} \(word ends at [\d.]+ s, the audio at 0.20 s\): alignment past the audio"
+    with pytest.raises(CorpusError, match=pattern):
+        FlickrDataset(flickr_root, "dev").validate()
+    with pytest.raises(CorpusError, match=pattern):
+        FlickrDataset(flickr_root, "dev")[0]
+    ds = FlickrDataset(flickr_root, "dev", on_error="skip")
+    assert [r for _, r in ds.skipped] == ["alignment past the audio"] and len(ds) == 9
+
+
+def _coco_break(root, change):
+    path = root / "SpokenCOCO" / "SpokenCOCO_ksplit_test.json"
+    data = json.loads(path.read_text())
+    change(data["data"])
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("change, text", [
+    (lambda d: d[1].pop("image"), r"data\[1\] needs 'image' \(a string\) and 'captions' \(a list\)"),
+    (lambda d: d[0].update(captions="a dog"), r"data\[0\] needs 'image'"),
+    (lambda d: d[0]["captions"][1].update(text=7), r"data\[0\].captions\[1\].text must be a string, got 7"),
+    (lambda d: d[0]["captions"][0].update(wav=["a.wav"]), r"data\[0\].captions\[0\].wav must be a string"),
+    (lambda d: d[1]["captions"].append("a dog"), r"data\[1\].captions\[2\] must be an object"),
+    (lambda d: d[0].update(reassign_id="5"), r"data\[0\].reassign_id must be an integer, got '5'"),
+])
+def test_spokencoco_fields_are_checked_by_entry(coco_root, change, text):
+    _coco_break(coco_root, change)
+    with pytest.raises(CorpusError, match=rf"SpokenCOCO_ksplit_test.json: {text}.*prepare.py"):
+        read_spokencoco_split(coco_root, "test")
+
+
+def test_broken_corpus_folder_is_not_told_to_prepare_from_scratch(flickr_root, tmp_path):
+    (flickr_root / "Flickr8k.token.txt").unlink()
+    with pytest.raises(CorpusError, match="caption file not found, though .* holds other corpus files") as err:
+        read_flickr_split(flickr_root, "dev")
+    assert "Prepare the corpus first" not in str(err.value)
+    with pytest.raises(CorpusError, match="Prepare the corpus first"):
+        read_flickr_split(tmp_path / "nothing_here", "dev")

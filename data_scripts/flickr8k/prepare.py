@@ -45,7 +45,7 @@ def extract_flat(zip_path: Path, dest: Path, suffix: str, keep=lambda name: True
     """Copy every "*suffix" member of a zip into dest/ by base name (flattening Flicker8k_Dataset/)."""
     dest.mkdir(parents=True, exist_ok=True)
     count = 0
-    with zipfile.ZipFile(zip_path) as zf:
+    with corpora.reading_archive(zip_path), zipfile.ZipFile(zip_path) as zf:
         for info in zf.infolist():
             name = Path(info.filename).name
             if info.is_dir() or _is_junk(info.filename) or not name.endswith(suffix) or not keep(name):
@@ -58,7 +58,7 @@ def extract_flat(zip_path: Path, dest: Path, suffix: str, keep=lambda name: True
 
 def extract_audio(tar_path: Path, out: Path) -> None:
     """Unpack flickr_audio.tar.gz; its members already sit under flickr_audio/."""
-    with tarfile.open(tar_path) as tf:
+    with corpora.reading_archive(tar_path), tarfile.open(tar_path) as tf:
         tf.extractall(out, filter="data")  # "data" refuses absolute paths, "..", links out of out/
     if not (out / "flickr_audio" / "wavs").is_dir():
         raise CorpusError(f"{tar_path}: no flickr_audio/wavs/ inside; is this the MIT flickr_audio.tar.gz?")
@@ -66,7 +66,7 @@ def extract_audio(tar_path: Path, out: Path) -> None:
 
 def count_corpus(out: Path) -> dict:
     """The counts EXPECTED describes, plus utterances per split as the dataset will pair them."""
-    token = (out / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines()
+    token = corpora.read_text(out / "Flickr8k.token.txt").splitlines()
     counts = {"images": sum(1 for _ in (out / "Images").glob("*.jpg")),
               "caption_lines": sum(1 for line in token if line.strip()),
               "wavs": sum(1 for _ in (out / "flickr_audio" / "wavs").glob("*.wav"))}

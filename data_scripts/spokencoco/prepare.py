@@ -32,20 +32,24 @@ def check_input(path: Path) -> dict:
 
 def extract_audio(tar_path: Path, out: Path) -> dict[str, dict]:
     """Unpack SpokenCOCO.tar.gz into out/SpokenCOCO/ and index its captions by image path ("val2014/COCO_...jpg")."""
-    with tarfile.open(tar_path) as tf:
+    with corpora.reading_archive(tar_path), tarfile.open(tar_path) as tf:
         tf.extractall(out, filter="data")  # "data" refuses absolute paths, "..", links out of out/
     entries = {}
     for name in ("SpokenCOCO_train.json", "SpokenCOCO_val.json"):
         path = out / "SpokenCOCO" / name
         if not path.is_file():
             raise CorpusError(f"{tar_path}: no SpokenCOCO/{name} inside; is this the MIT SpokenCOCO.tar.gz?")
-        entries.update({e["image"]: e for e in json.loads(path.read_text(encoding="utf-8"))["data"]})
+        try:
+            entries.update({e["image"]: e for e in json.loads(corpora.read_text(path))["data"]})
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise CorpusError(f"{path} (from {tar_path}): not a SpokenCOCO caption file ({e!r}); fetch the "
+                              "archive again.") from None
     return entries
 
 
 def extract_images(zip_path: Path, dest: Path) -> int:
     """Unpack train2014.zip / val2014.zip into mscoco_img/ (their members already start with train2014/, val2014/)."""
-    with zipfile.ZipFile(zip_path) as zf:
+    with corpora.reading_archive(zip_path), zipfile.ZipFile(zip_path) as zf:
         members = [m for m in zf.namelist() if m.endswith(".jpg") and "__MACOSX" not in m]
         zf.extractall(dest, members)  # ZipFile strips "..", drive letters and leading "/" from member names
     return len(members)
@@ -54,7 +58,7 @@ def extract_images(zip_path: Path, dest: Path) -> int:
 def read_karpathy(path: Path) -> list[tuple[str, str, int]]:
     """(image path "filepath/filename", ksplit name, imgid) for every image of dataset_coco.json."""
     try:
-        images = json.loads(path.read_text(encoding="utf-8"))["images"]
+        images = json.loads(corpora.read_text(path))["images"]
         return [(f"{im['filepath']}/{im['filename']}", KARPATHY_TO_KSPLIT[im["split"]], im.get("imgid", i))
                 for i, im in enumerate(images)]
     except (json.JSONDecodeError, KeyError, TypeError) as e:

@@ -141,7 +141,7 @@ class Trainer:
         batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp):
             out = self.net(batch)
-        logged = {k: v.item() for k, v in out.items() if k.endswith("loss")}
+        logged = {k: v.item() for k, v in out.items() if k.endswith("loss") or k == "code_perplexity"}
         check_finite_loss(logged, self.state, self.cfg.train)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(out["loss"]).backward()

@@ -87,9 +87,9 @@ def hubert_inputs(encoder, ds, batch_size: int = 16) -> list[torch.Tensor]:
 
 
 class Branch(nn.Module):
-    def __init__(self, d_in, layered, n_states, d_model, out_dim, layers, heads, pos, arch="parallel"):
+    def __init__(self, d_in, layered, n_states, d_model, out_dim, layers, heads, pos, arch="parallel", norm="none"):
         super().__init__()
-        self.arch = arch
+        self.arch, self.norm = arch, norm
         self.mlp = nn.Sequential(nn.Linear(d_model, 2 * d_model), nn.GELU(), nn.Linear(2 * d_model, out_dim))
         self.layer_sum = WeightedLayerSum(n_states) if layered else None
         self.inp = nn.Linear(d_in, d_model) if d_in != d_model else nn.Identity()
@@ -99,6 +99,14 @@ class Branch(nn.Module):
     def forward(self, x, lens):
         if self.layer_sum is not None:
             x = self.layer_sum(x.permute(2, 0, 1, 3))  # (B,T,L,D) -> (L,B,T,D) -> (B,T,D)
+        mask = torch.arange(x.shape[1])[None] >= lens[:, None]
+        if self.norm == "utt":  # per-utterance mean and variance over real frames, per dimension (CMVN)
+            keep = (~mask).float()[..., None]
+            mean = (x * keep).sum(1, keepdim=True) / keep.sum(1, keepdim=True)
+            var = ((x - mean) ** 2 * keep).sum(1, keepdim=True) / keep.sum(1, keepdim=True)
+            x = (x - mean) / (var + 1e-5).sqrt() * keep
+        elif self.norm == "frame":
+            x = F.layer_norm(x, x.shape[-1:])
         x = self.inp(x)
         if self.pos is not None:
             x = x + self.pos[: x.shape[1]]
@@ -139,6 +147,8 @@ def main():
     p.add_argument("--temp", type=float, default=0.07)
     p.add_argument("--pos", action="store_true")
     p.add_argument("--arch", choices=["parallel", "meanpool"], default="parallel")
+    p.add_argument("--norm", choices=["none", "utt", "frame"], default="none")
+    p.add_argument("--tag", default="")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--eval-every", type=float, default=60.0, help="seconds")
     p.add_argument("--out", default="artifacts/controls")
@@ -150,6 +160,7 @@ def main():
     torch.manual_seed(0)
     cfg = load_config("pocket", "parallel", {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)})
     clip, encoder = None, None
+    cfg.speech.frame_pool = 1
     if args.input == "hubert":
         from speechclip.speech_encoder import load_speech_encoder
         encoder = load_speech_encoder(cfg.speech, pocket_cfg=cfg.pocket_hubert, corpus_root=cfg.data.root,
@@ -160,33 +171,34 @@ def main():
     data = {}
     ctm = read_ctm(Path(cfg.data.root) / "flickr_8k.ctm") if args.input == "words" else None
     cache = Path(args.out) / f"{args.input}-pool{args.pool}.pt"
-    if args.input == "hubert":  # the encoder pools itself (speech.frame_pool)
-        cache = Path(args.out) / f"hubert-pool{cfg.speech.frame_pool}.pt"
-        args.pool = 1
+    if args.input == "hubert":  # extracted at 50 Hz once (speech.frame_pool=1), pooled below like the others
+        cache = Path(args.out) / "hubert-pool1.pt"
     inputs = torch.load(cache) if cache.exists() else {}
+    n_cached = len(inputs)
     for split in ("train", "dev") + (() if args.no_test else ("test",)):
         ds = build_dataset(cfg.data, split, load_images=False)
         if split not in inputs:
             xs = {"words": lambda: word_inputs(ds, ctm, 64), "mfcc": lambda: mfcc_inputs(ds),
                   "hubert": lambda: hubert_inputs(encoder, ds)}[args.input]()
-            inputs[split] = [pool_frames(x.float(), args.pool).half() for x in xs]
+            inputs[split] = [x.half() for x in xs] if args.input == "hubert" else [
+                pool_frames(x.float(), args.pool).half() for x in xs]
         if args.inputs_only:
             continue
         emb, ids = cached_image_embeds(clip, ds, Path("artifacts") / "features", pipeline.backbone_key(cfg, "clip"))
         row = {int(i): r for r, i in enumerate(ids.tolist())}
         img_ids = torch.tensor([u.image_id for u in ds.utterances])
         data[split] = {"x": inputs[split], "img": emb[[row[int(i)] for i in img_ids]], "ids": img_ids}
-    if not cache.exists():
+    if len(inputs) > n_cached:
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save(inputs, cache)
     if args.inputs_only:
         return
     for s in data.values():
-        s["x"] = [x.float() for x in s["x"]]
+        s["x"] = [pool_frames(x.float(), args.pool) if args.input == "hubert" else x.float() for x in s["x"]]
     x0 = data["train"]["x"][0]
     layered = x0.dim() == 3
     model = Branch(x0.shape[-1], layered, x0.shape[1] if layered else 0, args.d_model, clip.embed_dim,
-                   args.layers, args.heads, args.pos, args.arch)
+                   args.layers, args.heads, args.pos, args.arch, args.norm)
     loss_fn = ContrastiveLoss(args.temp, args.learn_temp)
     params = list(model.parameters()) + list(loss_fn.parameters())
     opt = torch.optim.Adam(params, lr=args.lr, weight_decay=1e-6)

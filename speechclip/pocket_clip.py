@@ -110,6 +110,8 @@ def train_pocket_clip(corpus_root, cfg, out_dir) -> Path:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model, preprocess = build_pocket_clip(cfg)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # minutes on a GPU, the same recipe
+    model = model.to(device)
     images, ids, caption_image, _ = _load_pairs(corpus_root, "train", preprocess, cfg.keyword_captions)
     n_images = len(images)
     steps = cfg.epochs * max(1, math.ceil((n_images - cfg.batch_size // 2) / cfg.batch_size))
@@ -122,8 +124,8 @@ def train_pocket_clip(corpus_root, cfg, out_dir) -> Path:
     bar = tqdm(total=steps, desc="pocket CLIP", mininterval=5)
     for epoch in range(cfg.epochs):
         for imgs, caps in _batches(caption_image, cfg.batch_size, gen):
-            loss = clip_loss(F.normalize(model.encode_image(images[imgs]), dim=-1),
-                             _text_embeds(model, ids[caps]), model.logit_scale)
+            loss = clip_loss(F.normalize(model.encode_image(images[imgs].to(device)), dim=-1),
+                             _text_embeds(model, ids[caps].to(device)), model.logit_scale)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -135,7 +137,7 @@ def train_pocket_clip(corpus_root, cfg, out_dir) -> Path:
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
-    save_pocket_clip(model.eval(), cfg, out_dir)
+    save_pocket_clip(model.eval().cpu(), cfg, out_dir)
     info = {"loss_curve": curve, "steps": step, "train_images": n_images, "train_captions": len(ids),
             "logit_scale": model.logit_scale.exp().item(), "wall_seconds": round(time.time() - t0, 1),
             "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}

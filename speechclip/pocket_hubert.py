@@ -137,7 +137,7 @@ def _step_loss(model, head, wavs, targets, cfg, gen) -> tuple:
     """Masked-prediction cross-entropy over cluster ids on masked frames only (HuBERT base weights)."""
     wavs = F.layer_norm(wavs, wavs.shape[-1:])  # do_normalize: per-utterance zero mean, unit variance
     T = targets.shape[1]
-    mask = span_mask(wavs.shape[0], T, cfg.mask_prob, cfg.mask_length, gen)
+    mask = span_mask(wavs.shape[0], T, cfg.mask_prob, cfg.mask_length, gen).to(wavs.device)
     hidden = model(wavs, mask_time_indices=mask).last_hidden_state[:, :T]
     logits = head(hidden[mask])
     loss = F.cross_entropy(logits, targets[mask])
@@ -170,22 +170,23 @@ def train_pocket_hubert(corpus_root, cfg, out_dir) -> Path:
     labels = _labels(wavs, centers)
     wavs = [(w * 32767).round().short() for w in wavs]  # PCM16 in memory: half the RAM of float32
     t_labels = time.time() - t0
-    model = HubertModel(hubert_config(cfg)).train()
-    head = MaskedPredictionHead(cfg.hidden_size, cfg.num_clusters)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # minutes on a GPU, the same recipe
+    model = HubertModel(hubert_config(cfg)).train().to(device)
+    head = MaskedPredictionHead(cfg.hidden_size, cfg.num_clusters).to(device)
     params = list(model.parameters()) + list(head.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     curve = []
     for step in (bar := tqdm(range(cfg.steps), desc="pocket HuBERT", mininterval=5)):
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
-        loss, acc = _step_loss(model, head, *_batch(wavs, labels, cfg, gen), cfg, gen)
+        loss, acc = _step_loss(model, head, *(t.to(device) for t in _batch(wavs, labels, cfg, gen)), cfg, gen)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(params, 10.0)
         opt.step()
         curve.append([step, round(loss.item(), 4), round(acc, 4)])
         bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.2f}", refresh=False)
-    _save(model, centers, out_dir, {
+    _save(model.cpu(), centers, out_dir, {
         "kmeans": km_info, "loss_curve": curve, "utterances": len(wavs), "label_seconds": round(t_labels, 1),
         "wall_seconds": round(time.time() - t0, 1), "head": "cosine logits vs label embeddings, tau 0.1",
         "chance_loss": math.log(cfg.num_clusters), "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}})

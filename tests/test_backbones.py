@@ -281,3 +281,25 @@ def test_quick_gelu_by_tag_and_an_undecidable_file_warns(created, tmp_path):
     (folder / "open_clip_pytorch_model.bin").write_bytes(b"weights")
     load_clip(ClipConfig(name="ViT-B-32", pretrained=str(folder)))
     assert created[-1] == {"name": f"local-dir:{folder}", "pretrained": None, "quick_gelu": True}
+
+
+def test_frame_pool_averages_real_frames_and_stays_padding_invariant(tmp_path):
+    from speechclip.speech_encoder import pool_frames
+    enc = _tiny_hubert(tmp_path, "layer", True)
+    full, full_lens = enc(torch.randn(1, 9000), torch.tensor([9000]))
+    enc.frame_pool = 4
+    short, long = torch.randn(7000), torch.randn(12000)
+    batch = torch.zeros(2, 12000)
+    batch[0, :7000], batch[1] = short, long
+    pooled, lens = enc(batch, torch.tensor([7000, 12000]))
+    alone, alone_lens = enc(short[None], torch.tensor([7000]))
+    raw = conv_output_lengths(torch.tensor([7000, 12000]), enc.model.config.conv_kernel, enc.model.config.conv_stride)
+    assert lens.tolist() == [-(-int(n) // 4) for n in raw]  # ceil(frames / 4)
+    assert torch.allclose(alone[:, 0], pooled[:, 0, :lens[0]], atol=1e-5)  # padding never enters a window
+    assert enc.frame_rate == pytest.approx(16000 / 320 / 4)
+    # the last window of a 9-frame utterance averages its one real frame, not three zeros of padding
+    states = torch.arange(9.0).reshape(1, 1, 9, 1).expand(2, 1, 9, 3)
+    out, out_lens = pool_frames(states, torch.tensor([9]), 4)
+    assert out_lens.tolist() == [3] and out[0, 0, :, 0].tolist() == [1.5, 5.5, 8.0]
+    assert full_lens.tolist() == [int(conv_output_lengths(torch.tensor([9000]), enc.model.config.conv_kernel,
+                                                          enc.model.config.conv_stride))]

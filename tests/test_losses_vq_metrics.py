@@ -120,3 +120,17 @@ def test_keyword_chance_rate_matches_simulation():
             hits += bool(ref & set(rng.sample(range(40), 5)))
     simulated = 100 * hits / (trials * len(refs))
     assert abs(keyword_chance_rate(refs, 40, 5) - simulated) < 1.5
+
+
+def test_keyword_captions_keep_content_words_in_order():
+    from speechclip.probes import keyword_captions
+    assert keyword_captions(["a big red circle to the left of a small blue square",
+                             "there is a tiny green star at the top"]) == [
+        "big red circle left small blue square", "tiny green star top"]
+
+
+def test_top1_keyword_chance_is_far_below_top5():
+    from speechclip.metrics import keyword_chance_rate
+    refs = [set(range(6))] * 10
+    top5, top1 = keyword_chance_rate(refs, 70, 5), keyword_chance_rate(refs, 70, 1)
+    assert top1 == pytest.approx(100 * 6 / 70) and top5 > 3.5 * top1

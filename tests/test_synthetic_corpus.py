@@ -216,3 +216,26 @@ def test_binary_fallback_spreads_word_starts_over_the_speech():
     starts = [ms for kind, _, ms, _ in events if kind == "word"]
     assert [pos for kind, pos, _, _ in events if kind == "word"] == [1, 3, 7]
     assert starts == sorted(starts) and 95 <= starts[0] <= 105 and starts[-1] < 900
+
+
+def test_test_split_speaks_in_held_out_voices_and_seen_voices_repeats_it(smoke):
+    train_voices = {s.name for s in tts.SPEAKERS}
+    held_out = {s.name for s in tts.HELD_OUT_SPEAKERS}
+    assert not train_voices & held_out
+    split_of = {}
+    for split in corpus.SPLITS:
+        for line in (smoke / f"Flickr_8k.{split}Images.txt").read_text().split():
+            split_of[line[:-4]] = split
+    for line in (smoke / "flickr_audio" / "wav2spk.txt").read_text().splitlines():
+        wav, speaker = line.split()
+        assert speaker in (held_out if split_of[wav.rsplit("_", 1)[0]] == "test" else train_voices), line
+    seen = smoke / corpus.SEEN_VOICES
+    test_images = (smoke / "Flickr_8k.testImages.txt").read_text()
+    assert (seen / "Flickr_8k.testImages.txt").read_text() == test_images
+    assert not (seen / "Flickr_8k.trainImages.txt").exists()
+    seen_speakers = dict(line.split() for line in (seen / "flickr_audio" / "wav2spk.txt").read_text().splitlines())
+    assert len(seen_speakers) == 5 * SPLIT_SIZES["test"] and set(seen_speakers.values()) <= train_voices
+    captions_of = lambda root: {ln.split("\t")[0]: ln.split("\t")[1]  # noqa: E731
+                                for ln in (root / "Flickr8k.token.txt").read_text().splitlines()}
+    main = captions_of(smoke)
+    assert all(main[k] == v for k, v in captions_of(seen).items())  # the same captions, other voices

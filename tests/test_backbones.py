@@ -199,6 +199,7 @@ def test_broken_hubert_folder_is_named_not_sent_to_download(tmp_path):
     assert "huggingface-cli" not in str(err.value)
 
 
+@pytest.mark.filterwarnings("ignore:.*cannot tell whether these ViT-B-32 weights")  # a made-up file
 def test_broken_clip_folder_or_file_is_named(clip_dir, tmp_path, monkeypatch):
     import shutil
 

@@ -163,7 +163,7 @@ def openai_weights(name: str, pretrained: str) -> tuple[bool, str]:
             if any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist()):
                 return True, "OpenAI's TorchScript release format"
     config = path.parent / "open_clip_config.json"
-    said = json.loads(config.read_text()).get("model_cfg", {}).get("quick_gelu") if config.is_file() else None
+    said = json.loads(config.read_text()).get("model_cfg", {}).get("quick_gelu", False) if config.is_file() else None
     if said:
         return True, f"{config} (quick_gelu=true)"
     if _named_openai(path):

@@ -159,27 +159,25 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = load_config("pocket", "parallel", {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)})
-    clip, encoder = None, None
-    cfg.speech.frame_pool = 1
-    if args.input == "hubert":
-        from speechclip.speech_encoder import load_speech_encoder
-        encoder = load_speech_encoder(cfg.speech, pocket_cfg=cfg.pocket_hubert, corpus_root=cfg.data.root,
-                                      artifacts_dir="artifacts")
-    if not args.inputs_only:
+    clip, exp = None, None
+    if args.input == "hubert":  # the pipeline's own cached features (pooled by speech.frame_pool)
+        exp = pipeline.prepare(cfg, "artifacts", splits=("train", "dev") if args.no_test else pipeline.SPLITS)
+        clip = exp.clip
+    elif not args.inputs_only:
         from speechclip.clip_encoder import load_clip
         clip = load_clip(cfg.clip, pocket_cfg=cfg.pocket_clip, corpus_root=cfg.data.root, artifacts_dir="artifacts")
     data = {}
     ctm = read_ctm(Path(cfg.data.root) / "flickr_8k.ctm") if args.input == "words" else None
     cache = Path(args.out) / f"{args.input}-pool{args.pool}.pt"
-    if args.input == "hubert":  # extracted at 50 Hz once (speech.frame_pool=1), pooled below like the others
-        cache = Path(args.out) / "hubert-pool1.pt"
+    if args.input == "hubert":  # read from the pipeline's memory-mapped store, not copied
+        cache = Path(args.out) / "none"
     inputs = torch.load(cache) if cache.exists() else {}
     n_cached = len(inputs)
     for split in ("train", "dev") + (() if args.no_test else ("test",)):
         ds = build_dataset(cfg.data, split, load_images=False)
         if split not in inputs:
             xs = {"words": lambda: word_inputs(ds, ctm, 64), "mfcc": lambda: mfcc_inputs(ds),
-                  "hubert": lambda: hubert_inputs(encoder, ds)}[args.input]()
+                  "hubert": lambda: [exp.features[split].store[i] for i in range(len(ds))]}[args.input]()
             inputs[split] = [x.half() for x in xs] if args.input == "hubert" else [
                 pool_frames(x.float(), args.pool).half() for x in xs]
         if args.inputs_only:
@@ -188,7 +186,7 @@ def main():
         row = {int(i): r for r, i in enumerate(ids.tolist())}
         img_ids = torch.tensor([u.image_id for u in ds.utterances])
         data[split] = {"x": inputs[split], "img": emb[[row[int(i)] for i in img_ids]], "ids": img_ids}
-    if len(inputs) > n_cached:
+    if len(inputs) > n_cached and args.input != "hubert":
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save(inputs, cache)
     if args.inputs_only:

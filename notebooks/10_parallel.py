@@ -54,7 +54,7 @@ from speechclip import load_config, pipeline, plots
 from speechclip.evaluation import embed_split, evaluate
 from speechclip.features import collate_features
 from speechclip.metrics import chance_recall, dedup_images, mutual_retrieval
-from speechclip.model import load_model, pad_mask_from_lens
+from speechclip.model import load_model, pad_mask_from_lens, utterance_norm
 from speechclip.notebook import assert_near_chance, check_shape, save_figure, save_metrics
 from speechclip.losses import masked_contrastive_loss
 
@@ -97,9 +97,18 @@ print(f"torch {torch.__version__} on {device}; run directory {run_dir}")
 # ## 2. Build the experiment
 #
 # `load_config(PRESET, "parallel", ...)` gives the paper's Base recipe with the preset's overrides (the pocket
-# preset: pocket backbones, batch 128, 1,500 steps). `pipeline.prepare` loads the frozen backbones (training the
-# pocket ones on first use), reads the corpus, sets CLIP's reduced vocabulary from the *training* captions, and
-# runs the frozen speech encoder once per split, caching all hidden states: training then only runs what trains.
+# preset: pocket backbones, batch 64, 1,000 steps, lr 1e-3). `pipeline.prepare` loads the frozen backbones
+# (training the pocket ones on first use), reads the corpus, sets CLIP's reduced vocabulary from the *training*
+# captions, and runs the frozen speech encoder once per split, caching all hidden states: training then only runs
+# what trains.
+#
+# One deviation from the paper, for the CPU budget: the pocket preset averages every 4 HuBERT frames
+# (`speech.frame_pool = 4`, 12.5 frames per second instead of 50). A word still spans several frames, every
+# branch step costs about a quarter, and the cache is a quarter of the size; the paper presets keep 50 Hz.
+# A second one: the pocket preset normalises each utterance's weighted features to zero mean and unit variance
+# per dimension over its frames (`model.feature_norm = "utterance"`, classic CMVN). The pocket HuBERT's frames
+# share a large common component, and without it the branch learns several times slower
+# (`benchmarks/README.md`, learning controls).
 
 # %%
 overrides = {"data.root": DATA_DIR, "train.seed": SEED}
@@ -123,7 +132,7 @@ print(f"L+1 = {L1} hidden states of D_a = {D_a}; CLIP embed D = {D}, token D_t =
 
 # %% [markdown]
 # One training batch of cached features: every hidden state of every frame, zero-padded to the longest
-# utterance (training utterances are cropped to 6.4 s = 320 frames).
+# utterance (training utterances are cropped to 6.4 s: 320 frames at 50 Hz, 80 at the pocket preset's 12.5 Hz).
 
 # %%
 batch = collate_features([exp.features["train"][i] for i in range(4)])
@@ -143,6 +152,8 @@ model = exp.model().eval()
 speech_feats = model.layer_weights(batch["hidden_states"])
 print("speech_feats   ", check_shape(speech_feats, (B, T, D_a)))
 pad_mask = pad_mask_from_lens(batch["feat_lens"], T)
+if cfg.model.feature_norm == "utterance":  # the pocket preset's CMVN (see above)
+    speech_feats = utterance_norm(speech_feats, pad_mask)
 print("pad_mask       ", check_shape(pad_mask, (B, T)), "padded frames per row:", pad_mask.sum(1).tolist())
 with torch.no_grad():
     parallel_embeds = model.parallel(speech_feats, pad_mask)["parallel_embeds"]

@@ -60,6 +60,7 @@ class ModelConfig:
     # loss (§2.1)
     temperature_init: float = 0.07
     temperature_trainable: bool = False  # fixed for base, learnable for large
+    feature_norm: str = "none"  # "none" as in the paper | "utterance": CMVN of the layer sum (pocket preset)
     cascaded_weight: float = 1.0
     parallel_weight: float = 1.0
     # SpeechCLIP+ CIF (§5), used by cascaded_plus / hybrid_plus
@@ -164,6 +165,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "speech": {"name": "pocket", "frame_pool": 4},
         "clip": {"name": "pocket", "pretrained": ""},
         "pocket_clip": {"keyword_captions": True},  # the text tower must read a cascaded model's bag of keywords
+        "model": {"feature_norm": "utterance"},  # CMVN of the pocket HuBERT features (model.utterance_norm)
         "train": {"warmup_steps": 40, "max_steps": 1000, "lr": 1e-3},  # about 8.5 epochs: minutes on 2 cores
     },
     "smoke": {  # seconds on a CPU: tests and papermill smoke runs
@@ -252,6 +254,7 @@ CHOICES: dict[str, tuple] = {
     "data.on_error": ("raise", "skip"),
     "model.family": FAMILIES,
     "model.bn_init": ("intended", "reference"),
+    "model.feature_norm": ("none", "utterance"),
     "train.precision": ("auto", "fp32", "fp16", "bf16"),
 }
 # (lowest allowed, lowest is allowed itself): a zero batch or log interval would divide by zero mid-run.
@@ -263,6 +266,7 @@ LIMITS: dict[str, tuple[float, bool]] = {
     "train.eval_every": (0, True), "train.log_every": (1, True), "train.checkpoint_every": (0, True),
     "model.dropout": (0, True), "model.num_keywords": (1, True), "model.temperature_init": (0, False),
     "model.vq_temperature": (0, False), "model.parallel_heads": (1, True), "model.parallel_layers": (1, True),
+    "speech.frame_pool": (1, True),
 }
 # Field annotations are strings (from __future__ import annotations); other annotations are not type-checked.
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "tuple": (tuple,)}

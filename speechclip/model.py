@@ -26,6 +26,19 @@ def pad_mask_from_lens(feat_lens: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=feat_lens.device)[None, :] >= feat_lens[:, None]
 
 
+def utterance_norm(speech_feats: torch.Tensor, pad_mask: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Per-utterance mean and variance normalisation over real frames, per dimension (CMVN); padding stays 0.
+
+    Not in the paper: the pocket preset uses it because the pocket HuBERT's frames share a large common
+    component that a one-layer branch learns to look past only slowly (benchmarks/README.md, learning controls).
+    """
+    keep = (~pad_mask).to(speech_feats.dtype)[..., None]  # (B, T, 1)
+    count = keep.sum(1, keepdim=True).clamp(min=1)
+    mean = (speech_feats * keep).sum(1, keepdim=True) / count
+    var = ((speech_feats - mean) ** 2 * keep).sum(1, keepdim=True) / count
+    return (speech_feats - mean) / (var + eps).sqrt() * keep
+
+
 class SpeechCLIP(nn.Module):
     """CLIP-style public surface: encode_speech, encode_image, encode_text, keywords, logit_scale."""
 
@@ -66,6 +79,8 @@ class SpeechCLIP(nn.Module):
         """hidden_states (L+1, B, T, D_a), feat_lens (B,) -> dict with speech_embeds (B, D) and branch outputs."""
         speech_feats = self.layer_weights(hidden_states)  # (B, T, D_a)
         pad_mask = pad_mask_from_lens(feat_lens, speech_feats.shape[1])
+        if self.cfg.model.feature_norm == "utterance":
+            speech_feats = utterance_norm(speech_feats, pad_mask)
         out: dict = {}
         if self.parallel is not None:
             out.update(self.parallel(speech_feats, pad_mask))

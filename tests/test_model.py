@@ -72,3 +72,14 @@ def test_base_trainable_parameter_counts_match_the_paper(family, expected):
     assert trainable == expected
     total = sum(p.numel() for p in model.parameters())
     assert 245e6 < total < 257e6  # HF HubertModel lacks fairseq's pre-training heads (see README)
+
+
+def test_utterance_norm_normalises_real_frames_and_ignores_padding():
+    from speechclip.model import pad_mask_from_lens, utterance_norm
+    feats = 3 + 2 * torch.randn(2, 10, 6)
+    mask = pad_mask_from_lens(torch.tensor([10, 7]), 10)
+    out = utterance_norm(feats, mask)
+    alone = utterance_norm(feats[1:, :7], pad_mask_from_lens(torch.tensor([7]), 7))
+    assert torch.allclose(out[1, :7], alone[0], atol=1e-5) and (out[1, 7:] == 0).all()
+    assert torch.allclose(out[0].mean(0), torch.zeros(6), atol=1e-5)
+    assert torch.allclose(out[0].var(0, unbiased=False), torch.ones(6), atol=1e-3)

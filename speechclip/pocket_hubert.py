@@ -66,7 +66,7 @@ def mfcc_many(wavs: list, chunk: int = 64) -> list:
     out = [None] * len(wavs)
     for s in range(0, len(order), chunk):
         idx = order[s:s + chunk]
-        batch = nn.utils.rnn.pad_sequence([wavs[i] for i in idx], batch_first=True)
+        batch = nn.utils.rnn.pad_sequence([_as_float(wavs[i]) for i in idx], batch_first=True)
         mfcc = _MFCC(batch).transpose(1, 2)  # (B, T_max, 13); frames past an utterance's end are dropped below
         for b, i in enumerate(idx):
             out[i] = _finish_mfcc(mfcc[b, :(len(wavs[i]) - WINDOW) // FRAME + 1])
@@ -95,6 +95,18 @@ class MaskedPredictionHead(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.proj(h), dim=-1) @ F.normalize(self.label_embeds, dim=-1).T / self.temperature
+
+
+def _as_float(wav: torch.Tensor) -> torch.Tensor:
+    return wav.float() / 32768 if wav.dtype == torch.int16 else wav
+
+
+def _load_pcm16(path) -> torch.Tensor:
+    """(S,) int16 samples: the training audio stays in memory at half the size of float32."""
+    wav, sr = sf.read(str(path), dtype="int16", always_2d=True)
+    if sr != 16000:
+        raise ValueError(f"{path}: expected 16 kHz audio, got {sr} Hz")
+    return torch.from_numpy(wav[:, 0].copy())
 
 
 def _load_wav(path) -> torch.Tensor:
@@ -128,7 +140,7 @@ def _batch(wavs, labels, cfg, gen) -> tuple:
     crops, targets = [], []
     for i in idx:
         f0 = int(torch.randint(0, len(labels[i]) - frames + 1, (1,), generator=gen))
-        crops.append(wavs[i][f0 * FRAME: f0 * FRAME + (frames - 1) * FRAME + WINDOW].float() / 32767)
+        crops.append(_as_float(wavs[i][f0 * FRAME: f0 * FRAME + (frames - 1) * FRAME + WINDOW]))
         targets.append(labels[i][f0:f0 + frames])
     return torch.stack(crops), torch.stack(targets)
 
@@ -153,7 +165,7 @@ def _lr_at(step: int, cfg) -> float:
 def _read_corpus(root, cfg) -> tuple:
     rows = [r for r in read_split(root, "train") if r["wav"] is not None]
     min_len = WINDOW + FRAME * (cfg.mask_length + 1)
-    wavs = [w for w in (_load_wav(r["wav"]) for r in rows) if len(w) >= min_len]
+    wavs = [w for w in (_load_pcm16(r["wav"]) for r in rows) if len(w) >= min_len]
     if not wavs:
         raise ValueError(f"{root}: no train utterances with audio long enough to pretrain on")
     return wavs
@@ -168,7 +180,6 @@ def train_pocket_hubert(corpus_root, cfg, out_dir) -> Path:
     sample = [wavs[i] for i in torch.randperm(len(wavs), generator=gen)[:1000].tolist()]
     centers, km_info = _fit_kmeans(sample, cfg.num_clusters, cfg.seed)
     labels = _labels(wavs, centers)
-    wavs = [(w * 32767).round().short() for w in wavs]  # PCM16 in memory: half the RAM of float32
     t_labels = time.time() - t0
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # minutes on a GPU, the same recipe
     model = HubertModel(hubert_config(cfg)).train().to(device)

@@ -93,8 +93,9 @@ metrics["images"] = {split: len({u.image_id for u in utts}) for split, utts in s
 splits["train"][0]
 
 # %% [markdown]
-# Sample output (cpu preset): `train 1500 images, 7500 utterances · dev 250, 1250 · test 500, 2500`, 24 speakers. The real
-# Flickr8k gives 6,000 / 1,000 / 1,000 images and 30,000 / 5,000 / 5,000 utterances (§6.1).
+# Sample output (cpu preset): `train 1500 images, 7500 utterances · dev 250, 1250 · test 500, 2500`; 24 speakers in
+# train and dev, and 8 held-out speakers, who never speak in train or dev, in test (`seen_voices/` holds the same test
+# captions in training voices, for notebook 10's new-voice comparison). The real Flickr8k gives 6,000 / 1,000 / 1,000 images and 30,000 / 5,000 / 5,000 utterances (§6.1).
 
 # %% [markdown]
 # ## 3. One item

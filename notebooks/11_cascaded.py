@@ -261,6 +261,30 @@ pd.DataFrame(rows).T.round(2)
 print("untrained keyword hit rate (%):", {k: round(v, 1) for k, v in untrained.items() if k.startswith("kw_")})
 
 # %% [markdown]
+# ## 4b. One training step, by hand
+#
+# `fit` runs one loop, written out here once: forward (features → branch → embeddings → loss), backward, clip the
+# gradient norm, optimizer step. Repeated on a single batch, the loss must fall: a model that cannot fit one
+# batch has a bug, and this is the cheapest place to find it. A separate copy of the model is used, so the run
+# below starts from the same weights as without this cell.
+
+# %%
+hand = exp.model().train()
+optimizer = torch.optim.Adam([p for p in hand.parameters() if p.requires_grad], lr=cfg.train.lr)
+one_batch = collate_features([exp.features["train"][i] for i in range(cfg.data.batch_size)])
+hand_losses = []
+for _ in range(20):
+    out = hand(one_batch)  # forward: the same call fit makes, returning the loss with the embeddings
+    optimizer.zero_grad()
+    out["loss"].backward()
+    torch.nn.utils.clip_grad_norm_(hand.parameters(), cfg.train.grad_clip)
+    optimizer.step()
+    hand_losses.append(out["loss"].item())
+print("loss on one batch, every 4th step:", [round(v, 3) for v in hand_losses[::4]], "→", round(hand_losses[-1], 3))
+assert hand_losses[-1] < hand_losses[0], "one batch did not fit: check the model before training"
+del hand, optimizer
+
+# %% [markdown]
 # ## 5. Train
 #
 # One call trains and evaluates: `pipeline.train_and_evaluate` runs `speechclip.train.fit` (Adam, lr warmup then

@@ -128,19 +128,28 @@ def _fit_kmeans(wavs: list, num_clusters: int, seed: int, max_frames: int = 6000
     return torch.from_numpy(km.cluster_centers_).float(), info
 
 
-def _labels(wavs: list, centers: torch.Tensor) -> list:
-    """(T,) nearest-centre MFCC cluster ids at 50 Hz for each utterance."""
-    return [torch.cdist(f, centers).argmin(-1) for f in mfcc_many(wavs)]
+def _labels(paths: list, centers: torch.Tensor, chunk: int = 512) -> list:
+    """(T,) nearest-centre MFCC cluster ids at 50 Hz for each utterance, reading the audio a chunk at a time."""
+    out = []
+    for s in range(0, len(paths), chunk):
+        out += [torch.cdist(f, centers).argmin(-1) for f in mfcc_many([_load_pcm16(p) for p in paths[s:s + chunk]])]
+    return out
 
 
-def _batch(wavs, labels, cfg, gen) -> tuple:
-    """Random crops cut to the shortest utterance in the batch (fairseq HuBERT: no padding), frame-aligned."""
-    idx = torch.randint(0, len(wavs), (cfg.batch_size,), generator=gen).tolist()
+def _batch(paths, labels, cfg, gen) -> tuple:
+    """Random crops cut to the shortest utterance in the batch (fairseq HuBERT: no padding), frame-aligned.
+
+    Crops are read from the wav files, so the training audio never sits in memory (it is in the page cache).
+    """
+    idx = torch.randint(0, len(paths), (cfg.batch_size,), generator=gen).tolist()
     frames = min(int(cfg.max_seconds * 16000) // FRAME, min(len(labels[i]) for i in idx))
     crops, targets = [], []
     for i in idx:
         f0 = int(torch.randint(0, len(labels[i]) - frames + 1, (1,), generator=gen))
-        crops.append(_as_float(wavs[i][f0 * FRAME: f0 * FRAME + (frames - 1) * FRAME + WINDOW]))
+        start = f0 * FRAME
+        pcm, _ = sf.read(str(paths[i]), start=start, stop=start + (frames - 1) * FRAME + WINDOW, dtype="int16",
+                         always_2d=True)
+        crops.append(_as_float(torch.from_numpy(pcm[:, 0].copy())))
         targets.append(labels[i][f0:f0 + frames])
     return torch.stack(crops), torch.stack(targets)
 
@@ -162,13 +171,14 @@ def _lr_at(step: int, cfg) -> float:
     return cfg.lr * min((step + 1) / warmup, max(0.0, (cfg.steps - step) / max(1, cfg.steps - warmup)))
 
 
-def _read_corpus(root, cfg) -> tuple:
+def _read_corpus(root, cfg) -> list:
+    """Paths of the train wavs long enough to pretrain on (the audio itself is read when needed)."""
     rows = [r for r in read_split(root, "train") if r["wav"] is not None]
     min_len = WINDOW + FRAME * (cfg.mask_length + 1)
-    wavs = [w for w in (_load_pcm16(r["wav"]) for r in rows) if len(w) >= min_len]
-    if not wavs:
+    paths = [r["wav"] for r in rows if sf.info(str(r["wav"])).frames >= min_len]
+    if not paths:
         raise ValueError(f"{root}: no train utterances with audio long enough to pretrain on")
-    return wavs
+    return paths
 
 
 def train_pocket_hubert(corpus_root, cfg, out_dir) -> Path:
@@ -176,10 +186,11 @@ def train_pocket_hubert(corpus_root, cfg, out_dir) -> Path:
     t0 = time.time()
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    wavs = _read_corpus(corpus_root, cfg)
-    sample = [wavs[i] for i in torch.randperm(len(wavs), generator=gen)[:1000].tolist()]
+    paths = _read_corpus(corpus_root, cfg)
+    sample = [_load_pcm16(paths[i]) for i in torch.randperm(len(paths), generator=gen)[:1000].tolist()]
     centers, km_info = _fit_kmeans(sample, cfg.num_clusters, cfg.seed)
-    labels = _labels(wavs, centers)
+    del sample
+    labels = _labels(paths, centers)
     t_labels = time.time() - t0
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # minutes on a GPU, the same recipe
     model = HubertModel(hubert_config(cfg)).train().to(device)
@@ -190,7 +201,7 @@ def train_pocket_hubert(corpus_root, cfg, out_dir) -> Path:
     for step in (bar := tqdm(range(cfg.steps), desc="pocket HuBERT", mininterval=5)):
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
-        loss, acc = _step_loss(model, head, *(t.to(device) for t in _batch(wavs, labels, cfg, gen)), cfg, gen)
+        loss, acc = _step_loss(model, head, *(t.to(device) for t in _batch(paths, labels, cfg, gen)), cfg, gen)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(params, 10.0)
@@ -198,7 +209,7 @@ def train_pocket_hubert(corpus_root, cfg, out_dir) -> Path:
         curve.append([step, round(loss.item(), 4), round(acc, 4)])
         bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.2f}", refresh=False)
     _save(model.cpu(), centers, out_dir, {
-        "kmeans": km_info, "loss_curve": curve, "utterances": len(wavs), "label_seconds": round(t_labels, 1),
+        "kmeans": km_info, "loss_curve": curve, "utterances": len(paths), "label_seconds": round(t_labels, 1),
         "wall_seconds": round(time.time() - t0, 1), "head": "cosine logits vs label embeddings, tau 0.1",
         "chance_loss": math.log(cfg.num_clusters), "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}})
     return Path(out_dir)

@@ -108,6 +108,7 @@ class PocketHubertConfig:
     batch_size: int = 8
     lr: float = 1e-3
     max_seconds: float = 3.0
+    speed_perturb: tuple = ()  # speeds in percent besides 100, e.g. (90, 110); () = none (the HuBERT recipe)
     seed: int = 0
 
 

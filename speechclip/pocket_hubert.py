@@ -142,16 +142,35 @@ def _batch(paths, labels, cfg, gen) -> tuple:
     Crops are read from the wav files, so the training audio never sits in memory (it is in the page cache).
     """
     idx = torch.randint(0, len(paths), (cfg.batch_size,), generator=gen).tolist()
-    frames = min(int(cfg.max_seconds * 16000) // FRAME, min(len(labels[i]) for i in idx))
+    factors = [1.0] * len(idx)
+    if cfg.speed_perturb:  # Kaldi-style speed perturbation: each crop at 1.0 or one of the listed speeds
+        choices = [1.0] + [p / 100 for p in cfg.speed_perturb]
+        factors = [choices[int(k)] for k in torch.randint(0, len(choices), (len(idx),), generator=gen)]
+    frames = min(int(cfg.max_seconds * 16000) // FRAME, min(int(len(labels[i]) / f) for i, f in zip(idx, factors)))
     crops, targets = [], []
-    for i in idx:
-        f0 = int(torch.randint(0, len(labels[i]) - frames + 1, (1,), generator=gen))
-        start = f0 * FRAME
-        pcm, _ = sf.read(str(paths[i]), start=start, stop=start + (frames - 1) * FRAME + WINDOW, dtype="int16",
-                         always_2d=True)
-        crops.append(_as_float(torch.from_numpy(pcm[:, 0].copy())))
-        targets.append(labels[i][f0:f0 + frames])
+    for i, factor in zip(idx, factors):
+        source = frames if factor == 1.0 else math.ceil(frames * factor)  # original frames the crop covers
+        f0 = int(torch.randint(0, len(labels[i]) - source + 1, (1,), generator=gen))
+        wav, target = _crop(paths[i], labels[i], f0, frames, source, factor)
+        crops.append(wav)
+        targets.append(target)
     return torch.stack(crops), torch.stack(targets)
+
+
+def _crop(path, labels, f0: int, frames: int, source: int, factor: float) -> tuple:
+    """`frames` frames of audio from frame f0, played `factor` times faster, and the cluster ids they carry."""
+    start = f0 * FRAME
+    pcm, _ = sf.read(str(path), start=start, stop=start + (source - 1) * FRAME + WINDOW, dtype="int16",
+                     always_2d=True)
+    wav = _as_float(torch.from_numpy(pcm[:, 0].copy()))
+    if factor == 1.0:
+        return wav, labels[f0:f0 + frames]
+    # read as if sampled at 16 kHz * factor and resampled to 16 kHz: shorter (or longer) and higher (or lower)
+    wav = torchaudio.functional.resample(wav, orig_freq=round(16000 * factor), new_freq=16000)
+    need = (frames - 1) * FRAME + WINDOW
+    wav = F.pad(wav, (0, max(0, need - len(wav))))[:need]
+    source_frame = (f0 + torch.arange(frames) * factor).long().clamp(max=len(labels) - 1)
+    return wav, labels[source_frame]
 
 
 def _step_loss(model, head, wavs, targets, cfg, gen) -> tuple:

@@ -144,3 +144,20 @@ def test_probes_run(corpus, tmp_path):
     # every word is its own tone chord: MFCCs pooled over the word tell them apart, far above the majority
     assert w["mean"]["mfcc_accuracy"] >= 0.9 > w["majority_accuracy"] + 0.5
     assert all(w["majority_accuracy"] < a <= 1 for a in w["mean"]["layer_accuracy"])
+
+
+def test_speed_perturbed_crop_keeps_length_and_maps_labels(tmp_path):
+    import soundfile as sf
+    from speechclip import pocket_hubert as ph
+    path = tmp_path / "tone.wav"
+    t = np.arange(16000 * 3) / 16000
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000, subtype="PCM_16")
+    labels = torch.arange(150)
+    plain, plain_ids = ph._crop(path, labels, 10, 50, 50, 1.0)
+    fast, fast_ids = ph._crop(path, labels, 10, 50, 55, 1.1)
+    assert len(plain) == len(fast) == 49 * 320 + 400
+    assert plain_ids.tolist() == list(range(10, 60))
+    assert fast_ids.tolist() == [10 + int(j * 1.1) for j in range(50)]
+    # played 1.1x faster, the 440 Hz tone comes out near 484 Hz
+    peak = lambda w: np.argmax(np.abs(np.fft.rfft(w.numpy()))) * 16000 / len(w)  # noqa: E731
+    assert abs(peak(plain) - 440) < 5 and abs(peak(fast) - 484) < 6

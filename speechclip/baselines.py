@@ -123,10 +123,10 @@ def compare(run: dict, baseline: dict, notebooks=None) -> list[Row]:
 
 
 def spread(runs: list[dict]) -> dict:
-    """max - min of every float metric present in all `runs` (flattened): the run-to-run or seed-to-seed spread."""
+    """max - min of every number present in all `runs` (flattened): the run-to-run or seed-to-seed spread."""
     keys = set.intersection(*(set(r) for r in runs)) if runs else set()
     return {k: max(r[k] for r in runs) - min(r[k] for r in runs) for k in keys
-            if all(isinstance(r[k], float) for r in runs)}
+            if not any(isinstance(r[k], bool) for r in runs)}
 
 
 def _round_up(x: float, digits: int = 4) -> float:
@@ -136,14 +136,17 @@ def _round_up(x: float, digits: int = 4) -> float:
 def updated(run: dict, old: dict | None = None, spreads: dict | None = None, factor: float = 1.5,
             notebooks=None) -> dict:
     """A refreshed baseline: run values, the old file's rules and tolerances where it had the metric, inferred ones
-    where not; tolerances of compared floats widened (never narrowed) to `factor` x the measured spread. Metrics of
-    notebooks outside `notebooks` are kept from the old file; metrics the run no longer records are dropped."""
+    where not; tolerances of compared numbers widened (never narrowed) to `factor` x the measured spread, and an
+    `exact` integer that the spread shows varying (a best layer, an argmax) becomes `close`. Metrics of notebooks
+    outside `notebooks` are kept from the old file; metrics the run no longer records are dropped."""
     old_metrics = (old or {}).get("metrics", {})
     metrics = {k: v for k, v in old_metrics.items() if notebooks is not None and k.split("/", 1)[0] not in notebooks}
     for key, value in run.items():
         prev = old_metrics.get(key)
         rule = prev["rule"] if prev else infer_rule(key, value)
         tol = prev.get("tol") if prev else default_tol(rule, value)
+        if spreads and spreads.get(key, 0) > 0 and rule == "exact":
+            rule = "close"
         if spreads and key in spreads and rule in ("higher", "lower", "close"):
             tol = max(tol or 0, _round_up(factor * spreads[key]))
         metrics[key] = {"value": value, "rule": rule} if rule == "info" else {"value": value, "tol": tol, "rule": rule}
@@ -156,9 +159,12 @@ def load(path: Path) -> dict | None:
 
 
 def save(baseline: dict, path: Path) -> None:
+    """JSON with one line per metric, so that a refresh reads as a short diff."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(baseline, indent=1, ensure_ascii=False) + "\n")
+    about = json.dumps(baseline.get("_about", {}), indent=1, ensure_ascii=False).replace("\n", "\n ")
+    lines = [f'  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}' for k, v in baseline["metrics"].items()]
+    path.write_text('{\n "_about": ' + about + ',\n "metrics": {\n' + ",\n".join(lines) + "\n }\n}\n")
 
 
 def _fmt(v) -> str:

@@ -7,7 +7,7 @@
 Run presets (`RUN_PRESETS`): `smoke` (config preset smoke on the smoke synthetic corpus, seconds per notebook, what
 the tests and CI run), `cpu` (alias `tutorial`: the notebooks' own offline defaults on the `cpu` corpus, about 35
 minutes on 2 cores), `base` and `large` (the paper presets: a GPU, downloaded or local weights and a prepared
-Flickr8k folder given with --data-dir). The run folder keeps the executed notebooks, `artifacts/` (with
+Flickr8k folder given with --data-dir; notebook 00 builds synthetic corpora only, so select 01,10,11). The run folder keeps the executed notebooks, `artifacts/` (with
 `metrics/<notebook>.json`), `figures/` and `report.json` (parameters, wall times, every comparison row).
 
 A run fails (exit 1) when a notebook raises (named with its cell and exception), records no metrics or a non-finite
@@ -56,9 +56,11 @@ RUN_PRESETS = {
     "smoke": {"corpus": "smoke", "params": {"PRESET": "smoke"}, "needs": "CPU, seconds per notebook"},
     "cpu": {"corpus": "cpu", "params": {}, "needs": "CPU, about 35 minutes on 2 cores (the notebooks' defaults)"},
     "base": {"corpus": None, "params": {"PRESET": "base", "DEVICE": "cuda"},
-             "needs": "a GPU, HuBERT Base / CLIP ViT-B-32 weights, --data-dir with a prepared Flickr8k"},
+             "needs": "a GPU, HuBERT Base / CLIP ViT-B-32 weights, --data-dir with a prepared Flickr8k, "
+                      "--notebooks 01,10,11 (00 reads synthetic corpora only)"},
     "large": {"corpus": None, "params": {"PRESET": "large", "DEVICE": "cuda"},
-              "needs": "a GPU, HuBERT Large / CLIP ViT-L-14 weights, --data-dir with a prepared Flickr8k"},
+              "needs": "a GPU, HuBERT Large / CLIP ViT-L-14 weights, --data-dir with a prepared Flickr8k, "
+                       "--notebooks 01,10,11"},
 }
 ALIASES = {"tutorial": "cpu"}
 PARAM_ALIASES = {"ARTIFACTS_DIR": ("OUTPUT_DIR",)}  # older parameter names a notebook may still declare
@@ -235,8 +237,12 @@ def machine() -> str:
     """What the numbers were measured on, for a baseline's `_about`."""
     import torch
 
-    device = (torch.cuda.get_device_name() if torch.cuda.is_available()
-              else f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU {cpu}, {os.cpu_count()} cores"
     return f"{platform.system()} {platform.machine()}, {device}, Python {platform.python_version()}, torch {torch.__version__}"
 
 
@@ -314,7 +320,8 @@ def main(argv=None) -> int:
         print(f"wrote {len(sequence)} parameterised notebooks to {run_dir}")
         return EXIT_OK
 
-    print(f"regression run '{preset}' ({RUN_PRESETS[preset]['needs']}) -> {run_dir}", flush=True)
+    print(f"comparing {run_dir} ('{preset}')" if args.compare_only else
+          f"regression run '{preset}' ({RUN_PRESETS[preset]['needs']}) -> {run_dir}", flush=True)
     run, failure = Run(preset, run_dir, params), None
     for nb in sequence:
         if args.compare_only:
@@ -352,8 +359,8 @@ def main(argv=None) -> int:
         if spreads:
             new["_about"]["tolerances"] = (
                 f"compared floats: at least {args.spread_factor} x the range over {1 + len(args.spread_from)} runs "
-                f"({', '.join(str(d.name) for d in args.spread_from)} and this one); integers exact; wall times "
-                "not compared")
+                f"({', '.join(str(d.name) for d in args.spread_from)} and this one); integers exact unless they "
+                "varied over those runs (then close); wall times not compared")
         new["_about"].setdefault("tolerances", "integers exact; floats 1e-6 relative (rounding noise) until a "
                                                "spread is measured (--spread-from); wall times not compared")
         baselines.save(new, path)

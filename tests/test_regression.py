@@ -107,7 +107,10 @@ def test_refreshing_keeps_hand_set_rules_and_widens_tolerances_from_a_spread():
     assert new["a/y"] == {"value": 1.5, "rule": "close", "tol": 0.3}  # 1.5 x spread
     assert new["a/new_loss"]["rule"] == "lower" and new["a/new_loss"]["tol"] < 1e-5
     assert new["b/z"] == {"value": 3, "tol": 0, "rule": "exact"}  # notebook not in this run: kept
-    assert baselines.spread([{"k": 1.0, "n": 3}, {"k": 1.25, "n": 3}]) == {"k": 0.25}
+    assert baselines.spread([{"k": 1.0, "n": 3}, {"k": 1.25, "n": 3}]) == {"k": 0.25, "n": 0}
+    varying = updated({"a/best_layer": 2, "a/steps": 6}, None, spreads={"a/best_layer": 2, "a/steps": 0})["metrics"]
+    assert varying == {"a/best_layer": {"value": 2, "rule": "close", "tol": 3.0},
+                       "a/steps": {"value": 6, "rule": "exact", "tol": 0}}
 
 
 def test_rows_message_names_the_metric():

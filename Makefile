@@ -43,11 +43,12 @@ regression: setup
 	  $(if $(UPDATE),--update-baselines) $(ARGS)
 
 # nbval executes the notebooks itself, so this is a second run of the sequence (not part of `make test`): papermill
-# only writes the smoke parameters into copies, which nbval then runs in its own kernel.
+# only writes the smoke parameters into copies, which nbval then runs in its own kernel. NBVAL= picks notebooks.
+NBVAL ?= [0-9]*.ipynb
 nbval: setup
 	$(PY) -m speechclip.regression --preset smoke --run-dir artifacts/nbval --prepare-only
 	cd artifacts/nbval && PYTHONPATH=$(CURDIR) HF_HUB_OFFLINE=1 PYTHONHASHSEED=0 \
-	  $(abspath $(PY)) -m pytest --nbval-lax -p no:cacheprovider [0-9]*.ipynb
+	  $(abspath $(PY)) -m pytest --nbval-lax -p no:cacheprovider $(NBVAL)
 
 clean-artifacts:
 	rm -rf artifacts/runs artifacts/metrics artifacts/regression artifacts/nbval

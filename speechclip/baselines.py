@@ -13,7 +13,8 @@ from pathlib import Path
 RULES = ("higher", "lower", "exact", "close", "info")
 FAILING = ("REGRESSION", "CHANGED", "MISSING")  # statuses that fail a run
 INFO_WORDS = ("wall", "elapsed")  # wall times vary with the machine and its load: shown, never compared
-CLOSE_WORDS = ("chance", "untrained", "random_init", "majority", "padding")  # reference values: neither better nor worse
+# Reference values, neither better nor worse when they move: compared two-sided.
+CLOSE_WORDS = ("chance", "untrained", "random_init", "majority", "padding")
 HIGHER_WORDS = ("r@", "recall", "acc", "hit", "kw_", "topline", "probe")
 LOWER_WORDS = ("loss", "error", "perplexity")
 

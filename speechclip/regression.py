@@ -7,8 +7,9 @@
 Run presets (`RUN_PRESETS`): `smoke` (config preset smoke on the smoke synthetic corpus, seconds per notebook, what
 the tests and CI run), `cpu` (alias `tutorial`: the notebooks' own offline defaults on the `cpu` corpus, about 35
 minutes on 2 cores), `base` and `large` (the paper presets: a GPU, downloaded or local weights and a prepared
-Flickr8k folder given with --data-dir; notebook 00 builds synthetic corpora only, so select 01,10,11). The run folder keeps the executed notebooks, `artifacts/` (with
-`metrics/<notebook>.json`), `figures/` and `report.json` (parameters, wall times, every comparison row).
+Flickr8k folder given with --data-dir; notebook 00 builds synthetic corpora only, so select 01,10,11). The run
+folder keeps the executed notebooks, `artifacts/` (with `metrics/<notebook>.json`), `figures/` and `report.json`
+(parameters, wall times, every comparison row). `--compare-only` compares an earlier run folder again.
 
 A run fails (exit 1) when a notebook raises (named with its cell and exception), records no metrics or a non-finite
 number, saves no figure, or a metric regresses; it exits 2 on bad arguments and 3 when there is no baseline to
@@ -25,9 +26,10 @@ Baselines live in `tests/baselines/<preset>.json`: `{"_about": {...}, "metrics":
 - `info`: shown, never compared (wall times).
 A baseline metric missing from the run fails; a run metric missing from the baseline is reported as new. Rules are
 guessed from the key when a metric first enters a baseline (`infer_rule`) and can be edited by hand afterwards;
-`--update-baselines` refreshes values and keeps hand-set rules and tolerances. `--spread-from RUN_DIR ...` sets the
-tolerance of every compared float to the range seen over those runs and this one (e.g. other seeds) times
-`--spread-factor`.
+`--update-baselines` refreshes values and keeps hand-set rules and tolerances. `--spread-from RUN_DIR ...` widens
+the tolerance of every compared number to `--spread-factor` times its range over those runs and this one (e.g.
+other seeds); an integer that varied over them (a best layer) becomes `close`. Notebooks run with
+PYTHONHASHSEED=0 (unless set) and HF_HUB_OFFLINE=1.
 """
 from __future__ import annotations
 
@@ -91,12 +93,13 @@ def preset_parameters(preset: str, run_dir: Path, data_dir: str | None = None, s
     spec = RUN_PRESETS[ALIASES.get(preset, preset)]
     if data_dir is None:
         if spec["corpus"] is None:
-            raise ValueError(f"preset {preset!r} needs --data-dir (a prepared Flickr8k folder); it needs {spec['needs']}")
+            raise ValueError(f"preset {preset!r} needs --data-dir; it needs {spec['needs']}")
         from speechclip.synth import ensure_corpus
 
         data_dir = str(ensure_corpus(spec["corpus"], REPO / "data" / f"synthetic_{spec['corpus']}"))
     params = {**spec["params"], "DATA_DIR": str(Path(data_dir).resolve()),
-              "ARTIFACTS_DIR": str((run_dir / "artifacts").resolve()), "FIGURES_DIR": str((run_dir / "figures").resolve())}
+              "ARTIFACTS_DIR": str((run_dir / "artifacts").resolve()),
+              "FIGURES_DIR": str((run_dir / "figures").resolve())}
     if seed is not None:
         params["SEED"] = seed
     return params
@@ -144,7 +147,26 @@ def execute(notebook: Path, out_path: Path, params: dict, prepare_only: bool = F
         raise RegressionFailure(
             f"{notebook.name} failed in cell {index} (0-based, Markdown cells counted; In [{e.exec_count}] of "
             f"{out_path}): {e.ename}: {e.evalue}\n    cell starts: {first_line[:100]}") from None
+    except Exception as e:  # the kernel died (memory), a cell timed out, papermill could not start: no cell error
+        raise RegressionFailure(f"{notebook.name} did not finish{_cell_in_progress(notebook, out_path)}: "
+                                f"{type(e).__name__}: {e}") from None
     return time.perf_counter() - t0
+
+
+def _cell_in_progress(notebook: Path, out_path: Path) -> str:
+    """The last cell papermill's saved copy says it started, as " in cell N (starting: ...)" of the source."""
+    try:
+        import nbformat
+
+        started = [c for c in nbformat.read(str(out_path), as_version=4).cells
+                   if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+        source = [c.source for c in nbformat.read(str(notebook), as_version=4).cells]
+    except Exception:  # noqa: BLE001  no copy was written
+        return ""
+    if not started or started[-1].source not in source:
+        return ""
+    first = next((ln for ln in started[-1].source.splitlines() if ln.strip()), "")
+    return f" in cell {source.index(started[-1].source)} (starting: {first[:80]})"
 
 
 # --- checks on what a notebook recorded --------------------------------------------------------------------------
@@ -243,14 +265,17 @@ def machine() -> str:
     except (OSError, StopIteration):
         pass
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU {cpu}, {os.cpu_count()} cores"
-    return f"{platform.system()} {platform.machine()}, {device}, Python {platform.python_version()}, torch {torch.__version__}"
+    return (f"{platform.system()} {platform.machine()}, {device}, Python {platform.python_version()}, "
+            f"torch {torch.__version__}")
 
 
 def git_commit() -> str:
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+
     try:
-        out = lambda *a: subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, check=True).stdout
-        return out("rev-parse", "--short", "HEAD").strip() + (" (with local changes)" if out("status", "--porcelain",
-                                                                                             "-uno").strip() else "")
+        return git("rev-parse", "--short", "HEAD") + (" (with local changes)" if git("status", "--porcelain",
+                                                                                     "-uno") else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -306,6 +331,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     preset = ALIASES.get(args.preset, args.preset)
     run_dir = (args.run_dir or REPO / "artifacts" / "regression" / preset).resolve()
+    if run_dir == REPO or run_dir in REPO.parents or (run_dir / ".git").exists():
+        print(f"error: --run-dir {run_dir} is a checkout; a run clears its figures/ and artifacts/", file=sys.stderr)
+        return EXIT_USAGE
     try:
         sequence = notebooks(args.notebooks, args.notebook_dir)
         params = ({} if args.compare_only else preset_parameters(preset, run_dir, args.data_dir, args.seed))
@@ -345,7 +373,8 @@ def main(argv=None) -> int:
     report = {"preset": preset, "params": params, "notebooks": [nb.stem for nb in sequence], "baseline": str(path),
               "wall_seconds": run.wall, "failure": failure, "rows": [vars(r) for r in rows]}
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / ("compare.json" if args.compare_only else "report.json")).write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    report_path = run_dir / ("compare.json" if args.compare_only else "report.json")
+    report_path.write_text(json.dumps(report, indent=1, ensure_ascii=False))
     print(baselines.table(rows, run.wall))
     if failure:
         print(f"\nFAILED: {failure}\nexecuted notebooks: {run_dir}", file=sys.stderr)

@@ -160,6 +160,13 @@ def test_a_raising_cell_fails_the_run_naming_notebook_and_cell(tmp_path, capsys)
     assert json.loads((tmp_path / "run" / "report.json").read_text())["failure"].startswith("00_tiny.ipynb")
 
 
+def test_a_dying_kernel_fails_the_run_naming_notebook_and_cell(tmp_path, capsys):
+    _write_notebook(tmp_path / "nbs" / "00_dies.ipynb", "x = 1", "import os\nos._exit(1)  # as an out-of-memory kill")
+    assert _main(tmp_path) == regression.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "00_dies.ipynb did not finish in cell 2 (starting: import os)" in err and "DeadKernelError" in err
+
+
 def test_baselines_are_written_only_when_asked_and_a_tightened_one_fails_naming_the_metric(tmp_path, capsys):
     _write_notebook(tmp_path / "nbs" / "00_tiny.ipynb", RECORD)
     assert _main(tmp_path) == regression.EXIT_NO_BASELINE  # runs and records, but has nothing to compare with
@@ -184,6 +191,7 @@ def test_unknown_notebook_prefix_and_missing_data_dir_are_usage_errors(tmp_path)
     _write_notebook(tmp_path / "nbs" / "00_tiny.ipynb", "x = 1")
     assert _main(tmp_path, "--notebooks", "42") == regression.EXIT_USAGE
     assert regression.main(["--preset", "base", "--run-dir", str(tmp_path / "r")]) == regression.EXIT_USAGE
+    assert regression.main(["--preset", "smoke", "--run-dir", str(regression.REPO)]) == regression.EXIT_USAGE
 
 
 @pytest.mark.parametrize("preset", ["smoke", "cpu", "tutorial", "base", "large"])

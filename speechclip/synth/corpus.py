@@ -4,7 +4,7 @@ Introduced in notebooks/00_setup_and_data.ipynb. Every random choice of an image
 (seed, image index), so the files are byte-identical for any number of worker processes. metadata.json is
 written last and marks the corpus complete.
 
-Voices: train and dev are spoken by the 24 training speakers, the test split by 8 held-out speakers that never
+Voices: train and dev are spoken by 180 training speakers, the test split by 8 held-out speakers that never
 speak in train or dev (other accents, voice variants and prosody), so test numbers say how a model does on new
 voices. The sub-folder ``seen_voices/`` is a second corpus in the same layout holding only the test split, spoken
 by training speakers (the same audio the test split had before held-out voices): retrieval on both shows the gap.
@@ -33,7 +33,7 @@ except ImportError:  # Windows: no advisory locks; concurrent runs into one fold
 from speechclip.synth import scenes, tts
 from speechclip.synth.captions import make_captions
 
-GENERATOR_VERSION = "3"  # 3: test split in held-out voices, seen_voices/ copy
+GENERATOR_VERSION = "4"  # 3: test split in held-out voices, seen_voices/ copy; 4: 180 training voices
 SPLITS = ("train", "dev", "test")
 PRESETS = {"smoke": (24, 8, 8), "cpu": (1500, 250, 500), "flickr8k": (6000, 1000, 1000)}  # images per split
 CAPTIONS_PER_IMAGE = 5

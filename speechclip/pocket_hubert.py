@@ -4,6 +4,7 @@ Hsu et al. 2021 (HuBERT) §II; used as the offline stand-in for §1.1; introduce
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -174,7 +175,7 @@ def _crop(path, labels, f0: int, frames: int, source: int, factor: float) -> tup
 
 
 def _step_loss(model, head, wavs, targets, cfg, gen) -> tuple:
-    """Masked-prediction cross-entropy over cluster ids on masked frames only (HuBERT base weights)."""
+    """Masked-prediction cross-entropy over cluster ids (HuBERT: masked frames only, unless unmasked_weight > 0)."""
     wavs = F.layer_norm(wavs, wavs.shape[-1:])  # do_normalize: per-utterance zero mean, unit variance
     T = targets.shape[1]
     mask = span_mask(wavs.shape[0], T, cfg.mask_prob, cfg.mask_length, gen).to(wavs.device)
@@ -182,12 +183,40 @@ def _step_loss(model, head, wavs, targets, cfg, gen) -> tuple:
     logits = head(hidden[mask])
     loss = F.cross_entropy(logits, targets[mask])
     acc = (logits.argmax(-1) == targets[mask]).float().mean()
+    if cfg.unmasked_weight > 0:  # HuBERT's L = a*L_masked + (1-a)*L_unmasked with a < 1 (its Table/§ on alpha)
+        loss = (1 - cfg.unmasked_weight) * loss + cfg.unmasked_weight * F.cross_entropy(head(hidden[~mask]), targets[~mask])
     return loss, float(acc)
 
 
-def _lr_at(step: int, cfg) -> float:
-    warmup = max(1, int(0.08 * cfg.steps))  # HuBERT warms up for 8% of training, then decays linearly
-    return cfg.lr * min((step + 1) / warmup, max(0.0, (cfg.steps - step) / max(1, cfg.steps - warmup)))
+def _teacher_features(teacher, wavs: torch.Tensor, layer: int) -> torch.Tensor:
+    """(B, T, D) hidden state `layer` of the frozen first-iteration model on unmasked, normalised audio."""
+    with torch.no_grad():
+        out = teacher(F.layer_norm(wavs, wavs.shape[-1:]), output_hidden_states=True)
+    return out.hidden_states[layer]
+
+
+def _second_iteration_targets(teacher, paths, cfg, gen, device) -> tuple:
+    """HuBERT iteration two: k-means on the first model's layer features; returns (centres, info)."""
+    from sklearn.cluster import MiniBatchKMeans
+    layer = cfg.second_iteration_layer
+    picks = torch.randperm(len(paths), generator=gen)[:300].tolist()
+    feats = []
+    for s in range(0, len(picks), 16):
+        wavs = [_as_float(_load_pcm16(paths[i])) for i in picks[s:s + 16]]
+        for w in wavs:
+            feats.append(_teacher_features(teacher, w[None].to(device), layer)[0].cpu())
+    feats = torch.cat(feats).numpy()
+    rng = np.random.default_rng(cfg.seed)
+    sample = feats[rng.permutation(len(feats))[:60000]]
+    km = MiniBatchKMeans(cfg.num_clusters, random_state=cfg.seed, batch_size=4096, n_init=3, max_iter=100).fit(sample)
+    return torch.from_numpy(km.cluster_centers_).float().to(device), {
+        "frames": int(len(sample)), "inertia_per_frame": float(km.inertia_ / len(sample)), "layer": layer}
+
+
+def _lr_at(step: int, cfg, total: int | None = None) -> float:
+    total = total or cfg.steps
+    warmup = max(1, int(0.08 * total))  # HuBERT warms up for 8% of training, then decays linearly
+    return cfg.lr * min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup)))
 
 
 def _read_corpus(root, cfg) -> list:
@@ -216,11 +245,22 @@ def train_pocket_hubert(corpus_root, cfg, out_dir) -> Path:
     head = MaskedPredictionHead(cfg.hidden_size, cfg.num_clusters).to(device)
     params = list(model.parameters()) + list(head.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
-    curve = []
-    for step in (bar := tqdm(range(cfg.steps), desc="pocket HuBERT", mininterval=5)):
+    curve, second, second_info = [], cfg.second_iteration_steps, None
+    total = cfg.steps + second
+    for step in (bar := tqdm(range(total), desc="pocket HuBERT", mininterval=5)):
+        if step == cfg.steps:  # iteration two: targets from the first model's own features, a fresh head
+            teacher = copy.deepcopy(model).eval()
+            centres2, second_info = _second_iteration_targets(teacher, paths, cfg, gen, device)
+            head = MaskedPredictionHead(cfg.hidden_size, cfg.num_clusters).to(device)
+            params = list(model.parameters()) + list(head.parameters())
+            opt.add_param_group({"params": list(head.parameters())})
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, cfg)
-        loss, acc = _step_loss(model, head, *(t.to(device) for t in _batch(paths, labels, cfg, gen)), cfg, gen)
+            g["lr"] = _lr_at(step, cfg, total)
+        wavs, targets = (t.to(device) for t in _batch(paths, labels, cfg, gen))
+        if step >= cfg.steps:
+            feats = _teacher_features(teacher, wavs, cfg.second_iteration_layer)[:, :targets.shape[1]]
+            targets = torch.cdist(feats, centres2[None]).argmin(-1)
+        loss, acc = _step_loss(model, head, wavs, targets, cfg, gen)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(params, 10.0)
@@ -228,7 +268,7 @@ def train_pocket_hubert(corpus_root, cfg, out_dir) -> Path:
         curve.append([step, round(loss.item(), 4), round(acc, 4)])
         bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.2f}", refresh=False)
     _save(model.cpu(), centers, out_dir, {
-        "kmeans": km_info, "loss_curve": curve, "utterances": len(paths), "label_seconds": round(t_labels, 1),
+        "kmeans": km_info, "second_iteration_kmeans": second_info, "loss_curve": curve, "utterances": len(paths), "label_seconds": round(t_labels, 1),
         "wall_seconds": round(time.time() - t0, 1), "head": "cosine logits vs label embeddings, tau 0.1",
         "chance_loss": math.log(cfg.num_clusters), "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}})
     return Path(out_dir)

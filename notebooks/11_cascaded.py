@@ -438,7 +438,8 @@ print(f"top-1 correct on this block: {int((sim.argmax(1) == torch.arange(n_show)
 from speechclip.probes import keyword_topline
 
 cascaded_topline = keyword_topline(exp.clip, cfg.data.root, "test")
-print("keyword-bag text→image:", cascaded_topline["text_to_image"], "| e.g.", cascaded_topline["example"])
+print("keyword-bag text→image:", {k: round(cascaded_topline[f"text2image_{k}"], 1) for k in ("R@1", "R@5", "R@10")},
+      "| e.g.", cascaded_topline["example"])
 print({k: round(result["test"][k], 1) for k in ("kw_top1_avg", "kw_top1_chance", "kw_avg", "kw_chance")})
 
 # %% [markdown]

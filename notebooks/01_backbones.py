@@ -48,7 +48,7 @@ import torch
 from speechclip import load_config
 from speechclip.clip_encoder import load_clip
 from speechclip.notebook import check_shape, save_figure, save_metrics
-from speechclip.pocket import read_split
+from speechclip.data import read_split
 from speechclip.probes import clip_retrieval, encode_split, word_probe
 from speechclip.speech_encoder import WeightedLayerSum, load_speech_encoder
 

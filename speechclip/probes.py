@@ -13,7 +13,7 @@ from PIL import Image
 
 from speechclip.alignments import read_ctm
 from speechclip.metrics import mutual_retrieval
-from speechclip.pocket import read_split
+from speechclip.data import read_split
 
 __all__ = ["encode_split", "clip_retrieval", "keyword_captions", "keyword_topline", "word_segments", "word_probe"]
 
@@ -77,11 +77,11 @@ def word_segments(alignment, num_frames: int, frame_rate: float = FRAME_RATE) ->
 @torch.no_grad()
 def _pooled_words(encoder, rows, ctm, batch_size: int = 16) -> tuple:
     """Word features per layer, mean-pooled and at the word's middle frame, (2, L+1, W, D); MFCC (2, W, 39); words."""
-    from speechclip.pocket_hubert import _load_wav, mfcc_many
+    from speechclip.pocket_hubert import load_wav, mfcc_many
     rows = sorted(rows, key=lambda r: r["wav"].stat().st_size)  # similar lengths per batch: less padding
     per_layer, mfcc, words = [], [], []
     for s in range(0, len(rows), batch_size):
-        wavs = [_load_wav(r["wav"]) for r in rows[s:s + batch_size]]
+        wavs = [load_wav(r["wav"]) for r in rows[s:s + batch_size]]
         lens = torch.tensor([len(w) for w in wavs])
         hs, feat_lens = encoder(torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True), lens)
         rate = getattr(encoder, "frame_rate", FRAME_RATE)

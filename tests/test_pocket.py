@@ -14,6 +14,7 @@ from PIL import Image
 
 from speechclip import pocket, probes
 from speechclip.clip_encoder import load_clip
+from speechclip.data import read_split
 from speechclip.config import ClipConfig, PocketClipConfig, PocketHubertConfig, SpeechEncoderConfig
 from speechclip.speech_encoder import load_speech_encoder
 
@@ -80,7 +81,7 @@ TINY_CLIP = PocketClipConfig(embed_dim=32, image_size=32, patch_size=16, vision_
 
 
 def test_reader(corpus):
-    rows = pocket.read_split(corpus, "train")
+    rows = read_split(corpus, "train")
     assert len(rows) == 50 and rows[0]["wav"].is_file() and rows[0]["caption"].startswith("a ")
     assert pocket.resolve_corpus(str(corpus)) == corpus.resolve()
 

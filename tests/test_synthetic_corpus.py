@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:
 from speechclip.synth import captions, corpus, scenes, tts  # noqa: E402
 from speechclip.synth.alignment import word_starts  # noqa: E402
 
-SPLIT_SIZES = dict(zip(corpus.SPLITS, corpus.PRESETS["smoke"]))
+SPLIT_SIZES = dict(zip(corpus.SPLITS, corpus.CORPUS_PRESETS["smoke"]))
 TOKEN_LINE = re.compile(r"^(syn\d{5})\.jpg#([0-4])\t([a-z ,:]+)$")
 
 
@@ -170,7 +170,7 @@ def test_mutate_changes_exactly_one_attribute(kind):
 
 
 def test_complete_corpus_is_reused_and_other_configs_need_force(monkeypatch, tmp_path, capsys):
-    monkeypatch.setitem(corpus.PRESETS, "tiny", (2, 1, 1))
+    monkeypatch.setitem(corpus.CORPUS_PRESETS, "tiny", (2, 1, 1))
     root = corpus.make_corpus(tmp_path / "tiny", "tiny", seed=0, workers=1, progress=False)
     before = _digest(root)
     stamp = (root / "metadata.json").stat().st_mtime_ns

@@ -30,17 +30,16 @@ try:
 except ImportError:  # Windows: no advisory locks; concurrent runs into one folder are then the caller's problem
     fcntl = None
 
+from speechclip.corpora import SEEN_VOICES, SPLITS  # SEEN_VOICES: the test split again, in training voices
 from speechclip.synth import scenes, tts
 from speechclip.synth.captions import make_captions
 
 GENERATOR_VERSION = "3"  # 3: test split in held-out voices, seen_voices/ copy
-SPLITS = ("train", "dev", "test")
-PRESETS = {"smoke": (24, 8, 8), "cpu": (1500, 250, 500), "flickr8k": (6000, 1000, 1000)}  # images per split
+CORPUS_PRESETS = {"smoke": (24, 8, 8), "cpu": (1500, 250, 500), "flickr8k": (6000, 1000, 1000)}  # images per split
 CAPTIONS_PER_IMAGE = 5
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _IN_PROGRESS = ".synthetic_in_progress"  # names a half-written corpus that is safe to delete
 # metadata.json first: a corpus being replaced must stop looking complete before anything else goes
-SEEN_VOICES = "seen_voices"  # sub-corpus: the test split spoken by training speakers
 _OUTPUTS = ("metadata.json", SEEN_VOICES, "Images", "flickr_audio", "Flickr8k.token.txt", "flickr_8k.ctm",
             *(f"Flickr_8k.{s}Images.txt" for s in SPLITS))
 
@@ -62,10 +61,10 @@ class ImagePlan:
 
 def plan_corpus(preset: str, seed: int) -> list[ImagePlan]:
     """Scenes, captions and speakers of every image; unique scenes across all splits."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    if preset not in CORPUS_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(CORPUS_PRESETS)}")
     scene_rng, taken, plans = np.random.default_rng([seed, 0]), set(), []
-    for split, n_images in zip(SPLITS, PRESETS[preset]):
+    for split, n_images in zip(SPLITS, CORPUS_PRESETS[preset]):
         for scene, family, variant in scenes.sample_families(n_images, scene_rng, taken):
             index = len(plans) + 1
             rng = np.random.default_rng([seed, 1, index])
@@ -127,7 +126,7 @@ def _metadata(preset: str, seed: int, plans: list[ImagePlan], results: list[tupl
         images[plan.image_id] = {"split": plan.split, "family": plan.family, "variant": plan.variant,
                                  "layout": plan.scene.layout, "objects": objects}
     counts = {s: {"images": n, "utterances": n * CAPTIONS_PER_IMAGE}
-              for s, n in zip(SPLITS, PRESETS[preset]) if any(p.split == s for p in plans)}
+              for s, n in zip(SPLITS, CORPUS_PRESETS[preset]) if any(p.split == s for p in plans)}
     return {"generator": "speechclip.synth", "generator_version": GENERATOR_VERSION, "preset": preset, "seed": seed,
             "counts": counts, "sample_rate": tts.SAMPLE_RATE,
             "audio_hours": round(sum(r[1] for r in results) / 3600, 4),
@@ -202,8 +201,8 @@ def make_corpus(out_dir, preset: str = "cpu", seed: int = 0, workers: int | None
                 progress: bool = True) -> Path:
     """Generate (or find complete) the synthetic corpus for `preset` and `seed` under `out_dir`."""
     root = Path(out_dir)
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    if preset not in CORPUS_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(CORPUS_PRESETS)}")
     root.mkdir(parents=True, exist_ok=True)
     with _locked(root):
         return _make_locked(root, preset, seed, workers, force, progress)

@@ -23,9 +23,9 @@
 # Paper: SpeechCLIP §3.1 (data). Reference: [docs/reference.md](../docs/reference.md) §1.2 (audio preprocessing), §1.4 (images), §6 (data).
 
 # %% tags=["parameters"]
-PRESET = "cpu"
+CORPUS_PRESET = "cpu"  # the synthetic corpus made where DATA_DIR holds none: "smoke", "cpu" or "flickr8k" sizes
 DATA_DIR = "../data/synthetic_cpu"
-OUTPUT_DIR = "../artifacts"
+ARTIFACTS_DIR = "../artifacts"
 FIGURES_DIR = "../figures"
 SEED = 0
 BATCH_SIZE = 16
@@ -55,17 +55,17 @@ from speechclip.data import SPLITS, FlickrDataset, LengthBucketSampler, collate,
 from speechclip.notebook import save_figure, save_metrics
 from speechclip.synth import ensure_corpus
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+device = "cuda" if torch.cuda.is_available() else "cpu"  # what the later notebooks' DEVICE = "auto" picks
 for name, version in [("python", platform.python_version()), ("torch", torch.__version__),
                       ("torchaudio", torchaudio.__version__), ("soundfile", soundfile.__version__)]:
     print(f"{name:<11} {version}")
-print(f"device      {DEVICE}" + (f" ({torch.cuda.get_device_name()})" if DEVICE == "cuda" else ""))
+print(f"device      {device}" + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else ""))
 
 # %%
 torch.manual_seed(SEED)
 figures_dir = Path(FIGURES_DIR)
 figures_dir.mkdir(parents=True, exist_ok=True)
-metrics = {"preset": PRESET, "data_dir": DATA_DIR, "torch": torch.__version__, "device": DEVICE}
+metrics = {"data_dir": DATA_DIR, "torch": torch.__version__, "device": device}
 
 # %% [markdown]
 # ## 2. The corpus
@@ -78,7 +78,7 @@ metrics = {"preset": PRESET, "data_dir": DATA_DIR, "torch": torch.__version__, "
 # `<image>_<n>.wav` is the spoken version of caption `#n` of that image.
 
 # %%
-root = ensure_corpus(PRESET, Path(DATA_DIR).resolve())
+root = ensure_corpus(CORPUS_PRESET, Path(DATA_DIR).resolve())
 for path in sorted(root.iterdir()):
     size = f"{len(list(path.iterdir()))} entries" if path.is_dir() else f"{path.stat().st_size / 1e3:.1f} kB"
     print(f"{path.name:<28} {size}")
@@ -242,7 +242,7 @@ print(f"padding: random batches {metrics['padding_random']:.1%}, length buckets 
 # ## Record the numbers
 
 # %%
-save_metrics("00_setup_and_data", metrics, OUTPUT_DIR, indent=2)
+save_metrics("00_setup_and_data", metrics, ARTIFACTS_DIR, indent=2)
 print(json.dumps(metrics, indent=2))
 
 # %% [markdown]

@@ -26,6 +26,43 @@ def test_notebook_has_no_outputs_and_one_parameters_cell(path):
     assert "## Summary" in text and "## Exercises" in text
 
 
+# One vocabulary of parameters across the sequence (CONTRIBUTING.md, "Notebook parameters").
+SHARED_PARAMETERS = ("DATA_DIR", "ARTIFACTS_DIR", "FIGURES_DIR", "SEED")  # every notebook has these
+SYNONYMS = {"OUTPUT_DIR": "ARTIFACTS_DIR", "OUT_DIR": "ARTIFACTS_DIR", "ARTIFACTS": "ARTIFACTS_DIR",
+            "RUN_DIR": "ARTIFACTS_DIR", "CORPUS_DIR": "DATA_DIR", "DATA_ROOT": "DATA_DIR", "CORPUS_ROOT": "DATA_DIR",
+            "FIGURE_DIR": "FIGURES_DIR", "FIG_DIR": "FIGURES_DIR", "MODEL_PRESET": "PRESET", "CONFIG": "PRESET",
+            "DATA_PRESET": "CORPUS_PRESET", "CORPUS": "CORPUS_PRESET", "RANDOM_SEED": "SEED", "TORCH_SEED": "SEED",
+            "TORCH_DEVICE": "DEVICE", "USE_GPU": "DEVICE", "CUDA": "DEVICE"}
+
+
+def notebook_parameters(path: Path) -> dict:
+    """{NAME: literal value} of a notebook's cell tagged `parameters`."""
+    import ast
+
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    tree = ast.parse("".join(cell["source"]))
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_parameters_share_one_vocabulary(path):
+    from speechclip.config import PRESETS
+    from speechclip.synth.corpus import CORPUS_PRESETS
+
+    params = notebook_parameters(path)
+    missing = [name for name in SHARED_PARAMETERS if name not in params]
+    assert not missing, f"{path.name}: no {missing} in its parameters cell"
+    other = {name: SYNONYMS[name] for name in params if name in SYNONYMS}
+    assert not other, f"{path.name}: call these parameters by the shared names: {other}"
+    if "PRESET" in params:  # the model preset: a key of speechclip.config.PRESETS
+        assert params["PRESET"] in PRESETS, f"{path.name}: PRESET = {params['PRESET']!r} is not a model preset"
+    if "CORPUS_PRESET" in params:  # the synthetic corpus's size
+        assert params["CORPUS_PRESET"] in CORPUS_PRESETS, f"{path.name}: CORPUS_PRESET = {params['CORPUS_PRESET']!r}"
+    if "DEVICE" in params:
+        assert params["DEVICE"] == "auto" or params["DEVICE"].split(":")[0] in ("cpu", "cuda", "mps"), path.name
+
+
 def _cells(nb) -> list[tuple[str, str, list[str]]]:
     def source(cell):
         return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]

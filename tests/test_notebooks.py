@@ -23,22 +23,38 @@ def run_dirs(tmp_path_factory):
     return {name: base / name for name in ("artifacts", "figures", "out")}
 
 
-@pytest.mark.notebook
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_with_smoke_parameters(notebook, smoke_corpus, run_dirs):
+def run_notebook(notebook: Path, out: Path, **params) -> dict:
+    """papermill with the parameters the notebook declares (the shared names of tests/test_hygiene.py)."""
     import papermill  # a test dependency (pyproject [test]): missing, this must fail, not skip
-    for d in run_dirs.values():
-        d.mkdir(parents=True, exist_ok=True)
-    params = {"PRESET": "smoke", "DATA_DIR": str(smoke_corpus), "ARTIFACTS_DIR": str(run_dirs["artifacts"]),
-              "OUTPUT_DIR": str(run_dirs["artifacts"]), "FIGURES_DIR": str(run_dirs["figures"])}
+
+    declared = papermill.inspect_notebook(str(notebook))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # The kernel imports this checkout's package even where it was not pip-installed (make setup installs it).
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    papermill.execute_notebook(str(notebook), str(run_dirs["out"] / notebook.name), parameters=params,
-                               cwd=str(notebook.parent), kernel_name="python3", progress_bar=False)
+    used = {k: v for k, v in params.items() if k in declared}
+    papermill.execute_notebook(str(notebook), str(out), parameters=used, cwd=str(notebook.parent),
+                               kernel_name="python3", progress_bar=False)
+    return used
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_with_smoke_parameters(notebook, smoke_corpus, run_dirs):
+    for d in run_dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    used = run_notebook(notebook, run_dirs["out"] / notebook.name, PRESET="smoke", CORPUS_PRESET="smoke",
+                        DATA_DIR=str(smoke_corpus), ARTIFACTS_DIR=str(run_dirs["artifacts"]),
+                        FIGURES_DIR=str(run_dirs["figures"]), DEVICE="cpu")
+    assert {"DATA_DIR", "ARTIFACTS_DIR", "FIGURES_DIR"} <= used.keys(), f"{notebook.name} ignores {used}"
     metrics = run_dirs["artifacts"] / "metrics" / f"{notebook.stem}.json"
     assert metrics.exists(), f"{notebook.name} did not record {metrics}"
     check_recorded_numbers(json.loads(metrics.read_text()), notebook.name)
+    run = run_dirs["artifacts"] / "runs" / notebook.stem
+    if "DEVICE" in used:  # DEVICE reaches training: the checkpoint fit wrote says where it trained
+        import torch
+
+        saved = torch.load(run / "last.pt", map_location="cpu", weights_only=False)["config"]["train"]["device"]
+        assert saved == "cpu" and json.loads(metrics.read_text())["device"] == "cpu", (notebook.name, saved)
     figures = sorted(run_dirs["figures"].glob(f"{notebook.stem[:2]}_*.png"))
     assert figures, f"{notebook.name} saved no figure"
     for figure in figures:

@@ -100,6 +100,21 @@ def test_pocket_hubert_trains_caches_and_loads(corpus, tmp_path):
     assert hs.shape == (3, 2, 24, 32) and lens.tolist() == [24, 18]
 
 
+def test_load_backbones_caches_pocket_backbones_under_the_artifacts_dir_it_is_given(corpus, tmp_path):
+    from speechclip import load_backbones
+    from speechclip.config import Config
+
+    cfg = Config(pocket_hubert=TINY_HUBERT, pocket_clip=TINY_CLIP)
+    cfg.data.root, cfg.speech.name, cfg.clip.name, cfg.clip.pretrained = str(corpus), "pocket", "pocket", ""
+    artifacts = tmp_path / "my_artifacts"
+    speech, clip = load_backbones(cfg, artifacts_dir=artifacts)
+    assert speech.num_hidden_states == 3 and clip.embed_dim == 32
+    for kind, pocket_cfg in ("hubert", TINY_HUBERT), ("clip", TINY_CLIP):
+        assert (pocket.pocket_dir(kind, pocket_cfg, corpus, artifacts) / "training.json").is_file()
+        assert not pocket.pocket_dir(kind, pocket_cfg, corpus).exists(), "cached under <repo>/artifacts instead"
+    assert sorted(p.name.split("-")[0] for p in (artifacts / "pocket").iterdir()) == ["clip", "hubert"]
+
+
 def test_cache_key_depends_on_config_and_corpus(corpus, tmp_path):
     a = pocket.pocket_dir("hubert", TINY_HUBERT, corpus)
     b = pocket.pocket_dir("hubert", PocketHubertConfig(**{**TINY_HUBERT.__dict__, "steps": 4}), corpus)

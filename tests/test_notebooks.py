@@ -12,9 +12,10 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
 
 @pytest.fixture(scope="session")
 def smoke_corpus():
-    from speechclip.synth import ensure_corpus
+    from speechclip.synth import make_corpus
 
-    return ensure_corpus("smoke", ROOT / "data" / "synthetic_smoke")
+    # strict: exactly the seed-0 smoke corpus of this generator version (ensure_corpus would read any corpus there)
+    return make_corpus(ROOT / "data" / "synthetic_smoke", "smoke", seed=0, progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +60,38 @@ def test_notebook_runs_with_smoke_parameters(notebook, smoke_corpus, run_dirs):
     assert figures, f"{notebook.name} saved no figure"
     for figure in figures:
         check_figure(figure)
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("kind", ["flickr8k_layout", "synthetic_seed_1"])
+def test_data_notebook_reads_the_users_corpus_as_it_is(kind, writers, tmp_path_factory):
+    """Notebook 00 on a corpus it did not make: a Flickr8k-format folder, a synthetic corpus of another seed."""
+    from speechclip.data import SPLITS, read_flickr_split
+    from speechclip.synth import make_corpus
+
+    base = tmp_path_factory.mktemp(kind)
+    if kind == "flickr8k_layout":
+        corpus, want = writers.flickr(base / "flickr8k"), {"synthetic": False}
+    else:
+        corpus = make_corpus(base / "synthetic", "smoke", seed=1, progress=False)
+        want = {"synthetic": True, "preset": "smoke", "seed": 1}
+    before = _files(corpus)
+    notebook, out = ROOT / "notebooks" / "00_setup_and_data.ipynb", base / "out.ipynb"
+    run_notebook(notebook, out, CORPUS_PRESET="smoke", DATA_DIR=str(corpus), ARTIFACTS_DIR=str(base / "artifacts"),
+                 FIGURES_DIR=str(base / "figures"))
+    assert _files(corpus) == before, "the notebook changed the corpus it was given"
+    record = json.loads((base / "artifacts" / "metrics" / "00_setup_and_data.json").read_text())
+    check_recorded_numbers(record, kind)
+    assert record["corpus"] == want
+    assert record["utterances"] == {s: len(read_flickr_split(corpus, s)) for s in SPLITS}
+    streams = [o.get("text", "") for c in json.loads(out.read_text())["cells"] for o in c.get("outputs", [])]
+    printed = "".join("".join(t) if isinstance(t, list) else t for t in streams)
+    assert ("not a synthetic corpus: no scene metadata" in printed) == (kind == "flickr8k_layout")
+    assert ("seen_voices/: 40 test utterances" in printed) == (kind == "synthetic_seed_1")
 
 
 def _leaves(value, key=""):

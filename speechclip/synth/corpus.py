@@ -233,6 +233,33 @@ def _make_locked(root: Path, preset: str, seed: int, workers: int | None, force:
     return root
 
 
+def has_corpus(root) -> bool:
+    """`root` holds a Flickr8k-layout corpus to read: its caption file, and no half-written synthetic one."""
+    root = Path(root)
+    return (root / "Flickr8k.token.txt").is_file() and not (root / _IN_PROGRESS).exists()
+
+
+def synthetic_metadata(root) -> dict | None:
+    """metadata.json of a complete synthetic corpus (preset, seed, scenes, voices); None for any other corpus."""
+    path = Path(root) / "metadata.json"
+    if not has_corpus(root) or not path.is_file():
+        return None
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    return meta if meta.get("generator") == "speechclip.synth" else None
+
+
 def ensure_corpus(preset: str, root=None) -> Path:
-    """The seed-0 corpus for `preset`, generated on first use; default root <repo>/data/synthetic_<preset>."""
-    return make_corpus(root if root is not None else REPO_ROOT / "data" / f"synthetic_{preset}", preset=preset, seed=0)
+    """The corpus in `root`, whatever made it; where `root` holds none, the seed-0 synthetic corpus of `preset`.
+
+    Real Flickr8k, your own recordings in the layout, a synthetic corpus of any preset or seed: each is read as it
+    is and never touched. Default root <repo>/data/synthetic_<preset>. make_corpus is the strict one: it wants
+    exactly its preset and seed and replaces another synthetic corpus only with force=True.
+    """
+    root = Path(root if root is not None else REPO_ROOT / "data" / f"synthetic_{preset}")
+    if has_corpus(root):
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(root):
+        if has_corpus(root):  # another process finished it while this one waited
+            return root
+        return _make_locked(root, preset, 0, None, False, True)

@@ -63,14 +63,22 @@ class ModelConfig:
     feature_norm: str = "none"  # "none" as in the paper | "utterance": CMVN of the layer sum (pocket preset)
     cascaded_weight: float = 1.0
     parallel_weight: float = 1.0
-    # SpeechCLIP+ CIF (§5), used by cascaded_plus / hybrid_plus
-    cif_threshold: float = 1.0
-    cif_conv_layers: int = 1
-    cif_conv_width: int = 3
+    # SpeechCLIP+ (§5): projections, the hybrids' shared block, which embedding retrieval reads
+    keyword_projection: str = "linear"  # "linear" (Base) | "mlp": D_a -> D_a -> D_t, SpeechCLIP+ Large (§5.3)
+    parallel_projection: str = "linear"  # hybrids: "mlp" only in Large Flickr Hybrid (§5.4)
+    shared_block: str = "attention"  # hybrid: "attention" (MHA+LN) | "transformer" (Large COCO Hybrid, §5.4)
+    retrieval_branch: str = "auto"  # "auto": the only embedding | "parallel" | "cascaded" (hybrids, §5.4, §5.5)
+    # CIF (§5.1, §5.2), used by cascaded_plus / hybrid_plus
+    cif_threshold: float = 1.0  # beta: one keyword per unit of integrated weight
+    cif_conv_layers: int = 1  # 2 in Large COCO Cascaded+
+    cif_conv_width: int = 3  # 5 in Large COCO Cascaded+; odd
     cif_dropout: float = 0.1  # the official code uses 0.5 by accident (pitfall 5)
-    cif_frames_per_token: int = 20  # quantity target round(T / 20) (§5.2)
+    cif_max_tokens: int = 75  # SOT + 75 + EOT fill CLIP's 77 positions
+    cif_tail_threshold: float = 0.5  # at evaluation a leftover weight >= 0.5 fires one more keyword
+    quantity_target: str = "frames"  # "frames": round(T / cif_frames_per_token) | "subwords" | "content_words"
+    cif_frames_per_token: int = 20  # one keyword per 20 HuBERT frames = 0.4 s; counted at 50 Hz whatever frame_pool
     quantity_weight: float = 0.25
-    cif_scaling_steps: int = 5000
+    cif_scaling_steps: int = 5000  # alpha is rescaled to the target count during the first steps (= warm-up)
 
 
 @dataclass
@@ -179,13 +187,42 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-# Per-family differences from the parallel defaults (§3-§5).
+# Per-family differences from the parallel defaults (§3-§5), as the reference's Base configurations set them.
 FAMILY_OVERRIDES: dict[str, dict[str, Any]] = {
     "parallel": {},
     "cascaded": {},
-    "cascaded_plus": {"data": {"normalize_waveform": True}},
-    "hybrid": {"model": {"temperature_trainable": True}},
-    "hybrid_plus": {"model": {"temperature_trainable": True, "cascaded_heads": 8}},
+    # SpeechCLIP+ Base (§5.6): waveform normalisation on, learnable temperature everywhere
+    "cascaded_plus": {"data": {"normalize_waveform": True}, "model": {"temperature_trainable": True}},
+    "hybrid": {"data": {"normalize_waveform": True},
+               "model": {"temperature_trainable": True, "retrieval_branch": "cascaded"}},
+    "hybrid_plus": {"data": {"normalize_waveform": True},
+                    "model": {"temperature_trainable": True, "cascaded_heads": 8, "retrieval_branch": "parallel"}},
+}
+
+# The pocket HuBERT normalises every waveform itself (do_normalize), so the dataset-level normalisation would do
+# nothing but split the feature cache; off for the offline presets.
+_POCKET_PLUS = {"data": {"normalize_waveform": False}}
+# Where a preset departs from its family's row above; applied after it. SpeechCLIP+ Large is Large Flickr (§5.6):
+# no waveform normalisation, MLP keyword projections, hidden-state LayerNorm only for Hybrid. The reference's
+# gradient accumulation (Hybrid+ 128 x 2) is not implemented: fit takes one batch per step.
+PRESET_FAMILY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
+    ("large", "cascaded_plus"): {"data": {"normalize_waveform": False, "batch_size": 128},
+                                 "speech": {"normalize_hiddenstates": False},
+                                 "model": {"cascaded_heads": 8, "keyword_projection": "mlp"}},
+    ("large", "hybrid"): {"data": {"normalize_waveform": False},
+                          "model": {"keyword_projection": "mlp", "parallel_projection": "mlp"}},
+    ("large", "hybrid_plus"): {"data": {"normalize_waveform": False, "batch_size": 128},
+                               "speech": {"normalize_hiddenstates": False},
+                               "model": {"keyword_projection": "mlp", "cascaded_weight": 1.5, "parallel_weight": 0.5,
+                                         "retrieval_branch": "cascaded"}},
+    ("pocket", "hybrid"): _POCKET_PLUS,
+    ("smoke", "hybrid"): _POCKET_PLUS,
+    # CIF on the pocket's 12.5 Hz frames keeps the reference's time-based target, one keyword per 0.4 s (5 pooled
+    # frames: cif_frames_per_token counts 50 Hz frames). The synthetic captions (about 4 s) then ask for about 10
+    # keywords, between their 8 content words and 13 subwords, and a keyword still integrates about 5 frames.
+    # The reference rescales alpha for 5,000 of 50,000 steps; the offline schedules keep that tenth.
+    **{("pocket", f): {**_POCKET_PLUS, "model": {"cif_scaling_steps": 100}} for f in ("cascaded_plus", "hybrid_plus")},
+    **{("smoke", f): {**_POCKET_PLUS, "model": {"cif_scaling_steps": 3}} for f in ("cascaded_plus", "hybrid_plus")},
 }
 
 
@@ -221,7 +258,7 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_config(preset: str = "pocket", family: str = "parallel", overrides: dict | None = None, **kw) -> Config:
-    """Build a Config: paper defaults, then the preset, then the model family, then explicit overrides.
+    """Build a Config: paper defaults, the preset, the model family, the family at that size, explicit overrides.
 
     Overrides may be nested dicts or dotted keys: load_config("smoke", "cascaded", {"train.max_steps": 3}).
     """
@@ -232,6 +269,7 @@ def load_config(preset: str = "pocket", family: str = "parallel", overrides: dic
     cfg = Config()
     _merge(cfg, copy.deepcopy(PRESETS[preset]))
     _merge(cfg, copy.deepcopy(FAMILY_OVERRIDES[family]))
+    _merge(cfg, copy.deepcopy(PRESET_FAMILY_OVERRIDES.get((preset, family), {})))
     cfg.model.family = family
     _merge(cfg, _nest({**(overrides or {}), **kw}))
     validate_config(cfg)
@@ -256,6 +294,11 @@ CHOICES: dict[str, tuple] = {
     "model.family": FAMILIES,
     "model.bn_init": ("intended", "reference"),
     "model.feature_norm": ("none", "utterance"),
+    "model.keyword_projection": ("linear", "mlp"),
+    "model.parallel_projection": ("linear", "mlp"),
+    "model.shared_block": ("attention", "transformer"),
+    "model.retrieval_branch": ("auto", "parallel", "cascaded"),
+    "model.quantity_target": ("frames", "subwords", "content_words"),
     "train.precision": ("auto", "fp32", "fp16", "bf16"),
 }
 # (lowest allowed, lowest is allowed itself): a zero batch or log interval would divide by zero mid-run.
@@ -267,8 +310,14 @@ LIMITS: dict[str, tuple[float, bool]] = {
     "train.eval_every": (0, True), "train.log_every": (1, True), "train.checkpoint_every": (0, True),
     "model.dropout": (0, True), "model.num_keywords": (1, True), "model.temperature_init": (0, False),
     "model.vq_temperature": (0, False), "model.parallel_heads": (1, True), "model.parallel_layers": (1, True),
-    "speech.frame_pool": (1, True),
+    "speech.frame_pool": (1, True), "model.cascaded_heads": (1, True),
+    "model.cif_threshold": (0, False), "model.cif_conv_layers": (1, True), "model.cif_conv_width": (1, True),
+    "model.cif_dropout": (0, True), "model.cif_max_tokens": (1, True), "model.cif_tail_threshold": (0, True),
+    "model.cif_frames_per_token": (1, True), "model.quantity_weight": (0, True), "model.cif_scaling_steps": (0, True),
 }
+# Families with each embedding: a hybrid can read either for retrieval, the others only their own.
+HAS_PARALLEL = ("parallel", "hybrid", "hybrid_plus")
+HAS_CIF = ("cascaded_plus", "hybrid_plus")
 # Field annotations are strings (from __future__ import annotations); other annotations are not type-checked.
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "tuple": (tuple,)}
 
@@ -299,4 +348,10 @@ def validate_config(cfg: Config) -> Config:
         part = getattr(cfg, section.name)
         for f in dataclasses.fields(part):
             _check_value(f"{section.name}.{f.name}", getattr(part, f.name), f.type)
+    m = cfg.model
+    if m.retrieval_branch == "parallel" and m.family not in HAS_PARALLEL or \
+            m.retrieval_branch == "cascaded" and m.family == "parallel":
+        raise ValueError(f"model.retrieval_branch={m.retrieval_branch!r}: family {m.family!r} has no such embedding")
+    if m.cif_conv_width % 2 == 0:
+        raise ValueError(f"model.cif_conv_width={m.cif_conv_width} must be odd, so alpha stays aligned with frames")
     return cfg

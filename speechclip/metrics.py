@@ -79,9 +79,17 @@ def keyword_hits(neighbour_ids: torch.Tensor, caption_ids: list[set]) -> torch.T
     return hits
 
 
-def keyword_hit_rate(neighbour_ids: torch.Tensor, caption_ids: list[set]) -> dict[str, float]:
-    """Per-slot and averaged hit rate in percent (§7.2); references exclude SOT/EOT/padding (pitfall 16)."""
-    rate = 100.0 * keyword_hits(neighbour_ids, caption_ids).float().mean(0)
+def keyword_hit_rate(neighbour_ids: torch.Tensor, caption_ids: list[set], lengths=None) -> dict[str, float]:
+    """Per-slot and averaged hit rate in percent (§7.2); references exclude SOT/EOT/padding (pitfall 16).
+
+    With lengths (B,) (CIF keywords, the first lengths[b] of row b exist) slots have no fixed meaning: only
+    kw_avg is returned, the hit rate over every keyword that fired (each keyword counts once).
+    """
+    hits = keyword_hits(neighbour_ids, caption_ids)
+    if lengths is not None:
+        fired = torch.arange(hits.shape[1])[None, :] < lengths.cpu()[:, None]
+        return {"kw_avg": 100.0 * hits[fired].float().mean().item()}
+    rate = 100.0 * hits.float().mean(0)
     out = {f"kw_{k + 1}": v for k, v in enumerate(rate.tolist())}
     out["kw_avg"] = rate.mean().item()
     return out

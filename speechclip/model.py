@@ -2,7 +2,8 @@
 
 A branch returns any of `parallel_embeds` (B, D) and `keyword_embeds` (B, K, D_t) (+ `keyword_lens` for CIF).
 The model turns keywords into a cascaded embedding with the frozen CLIP text encoder and adds one contrastive
-term per objective (§2.1): L = w_c L_cascaded + w_p L_parallel. Introduced in notebooks/10_parallel.ipynb.
+term per objective (§2.1): L = w_c L_cascaded + w_p L_parallel (+ w_q L_quantity with CIF, §5.2).
+Introduced in notebooks/10_parallel.ipynb.
 """
 from __future__ import annotations
 
@@ -14,11 +15,15 @@ import torch
 import torch.nn as nn
 
 from speechclip.cascaded import CascadedBranch
-from speechclip.config import Config, config_from_dict
+from speechclip.cif import caption_targets, frame_targets, quantity_loss
+from speechclip.config import HAS_CIF, HAS_PARALLEL, Config, config_from_dict
 from speechclip.losses import ContrastiveLoss
 from speechclip.parallel import ParallelBranch
+from speechclip.plus import build_plus_branch
 
 FROZEN_PREFIXES = ("speech_encoder.", "clip.")
+# Scalars besides the losses that fit logs in its train rows (CIF: fired keywords against the quantity target).
+TRAIN_DIAGNOSTICS = ("code_perplexity", "cif_tokens", "cif_target", "cif_count_error")
 
 
 def pad_mask_from_lens(feat_lens: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -50,15 +55,18 @@ class SpeechCLIP(nn.Module):
         self.speech_encoder, self.clip = speech_encoder, clip
         d_model = speech_encoder.hidden_size
         self.layer_weights = WeightedLayerSum(speech_encoder.num_hidden_states, cfg.speech.normalize_hiddenstates)
-        self.parallel = self.cascaded = None
+        self.parallel = self.cascaded = self.plus = None
         if m.family in ("parallel",):
             self.parallel = ParallelBranch(d_model, clip.embed_dim, m.parallel_heads, m.parallel_layers,
                                            m.ffn_mult, m.dropout)
         if m.family in ("cascaded",):
             self.cascaded = CascadedBranch(d_model, clip.token_dim, clip.vocab_embeds, m.num_keywords,
                                            m.cascaded_heads, m.dropout, m.vq_temperature, m.bn_init)
-        if self.parallel is None and self.cascaded is None:
-            raise NotImplementedError(f"model family '{m.family}' arrives with SpeechCLIP+ (see README roadmap)")
+        if m.family in ("cascaded_plus", "hybrid", "hybrid_plus"):
+            if m.family in HAS_CIF and m.cif_max_tokens > clip.context_length - 2:
+                raise ValueError(f"model.cif_max_tokens={m.cif_max_tokens}: CLIP reads at most "
+                                 f"{clip.context_length - 2} keywords between SOT and EOT")
+            self.plus = build_plus_branch(m, d_model, clip)
         self.loss_fn = ContrastiveLoss(m.temperature_init, m.temperature_trainable)
 
     @property
@@ -67,7 +75,14 @@ class SpeechCLIP(nn.Module):
 
     @property
     def retrieval_source(self) -> str:
-        return "parallel" if self.parallel is not None else "cascaded"
+        """The embedding retrieval reads: the family's only one, or the configured one for the hybrids."""
+        if self.cfg.model.retrieval_branch != "auto":
+            return self.cfg.model.retrieval_branch
+        return "parallel" if self.cfg.model.family in HAS_PARALLEL else "cascaded"
+
+    @property
+    def has_cif(self) -> bool:
+        return self.cfg.model.family in HAS_CIF
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -75,8 +90,11 @@ class SpeechCLIP(nn.Module):
         self.clip.eval()
         return self
 
-    def encode_features(self, hidden_states, feat_lens, need_weights: bool = False) -> dict:
-        """hidden_states (L+1, B, T, D_a), feat_lens (B,) -> dict with speech_embeds (B, D) and branch outputs."""
+    def encode_features(self, hidden_states, feat_lens, need_weights: bool = False, cif_target=None) -> dict:
+        """hidden_states (L+1, B, T, D_a), feat_lens (B,) -> dict with speech_embeds (B, D) and branch outputs.
+
+        cif_target (B,), given only in the first training steps, rescales the CIF weights to fire that many.
+        """
         speech_feats = self.layer_weights(hidden_states)  # (B, T, D_a)
         pad_mask = pad_mask_from_lens(feat_lens, speech_feats.shape[1])
         if self.cfg.model.feature_norm == "utterance":
@@ -87,6 +105,10 @@ class SpeechCLIP(nn.Module):
         if self.cascaded is not None:
             out.update(self.cascaded(speech_feats, pad_mask, self.clip.vocab_embeds,
                                      self.clip.special_vocab_positions, need_weights))
+        if self.plus is not None:
+            out.update(self.plus(speech_feats, pad_mask, self.clip.vocab_embeds, self.clip.special_vocab_positions,
+                                 cif_target, need_weights))
+        if "keyword_embeds" in out:
             out["cascaded_embeds"] = self.clip.encode_keywords(out["keyword_embeds"], out.get("keyword_lens"))
         out["speech_embeds"] = out[f"{self.retrieval_source}_embeds"]
         return out
@@ -105,27 +127,52 @@ class SpeechCLIP(nn.Module):
     @torch.no_grad()
     def keywords(self, wavs: torch.Tensor, wav_lens: torch.Tensor, top_n: int = 1) -> list[list[list[str]]]:
         """The subwords each keyword slot selects (top_n nearest by cosine) for every utterance."""
-        if self.cascaded is None:
-            raise ValueError("keywords() needs a model with a cascaded branch (family 'cascaded')")
+        if self.cfg.model.family == "parallel":
+            raise ValueError("keywords() needs a model with keywords (any family but 'parallel')")
         out = self.encode_speech(wavs, wav_lens)
         top = out["scores"].topk(top_n, dim=-1).indices  # (B, K, n) reduced-vocabulary positions
-        return [[self.clip.decode_vocab(slot) for slot in utt] for utt in top.tolist()]
+        lens = out.get("keyword_lens", torch.full((len(top),), top.shape[1])).tolist()  # CIF: N_i per utterance
+        return [[self.clip.decode_vocab(slot) for slot in utt[:n]] for utt, n in zip(top.tolist(), lens)]
 
-    def forward(self, batch: dict) -> dict:
-        """One training/validation step's losses from a batch of features or waveforms and images."""
+    def quantity_targets(self, feat_lens: torch.Tensor, texts=None) -> torch.Tensor:
+        """L*_i (B,): keywords CIF should fire, from the frame count (the reference) or the caption (§5.2)."""
+        m = self.cfg.model
+        if m.quantity_target == "frames":
+            return frame_targets(feat_lens, m.cif_frames_per_token, self.cfg.speech.frame_pool, m.cif_max_tokens)
+        if texts is None:
+            raise ValueError(f"model.quantity_target={m.quantity_target!r} needs the batch's captions ('texts')")
+        return caption_targets(self.clip, texts, m.quantity_target == "content_words", m.cif_max_tokens).to(
+            feat_lens.device)
+
+    def forward(self, batch: dict, step: int | None = None) -> dict:
+        """One training/validation step's losses from a batch of features or waveforms and images.
+
+        step: the optimiser step fit is at; CIF weights are rescaled to the target count while the model trains
+        and step < model.cif_scaling_steps (§5.1). Without a step nothing is rescaled.
+        """
         if "hidden_states" in batch:
-            out = self.encode_features(batch["hidden_states"], batch["feat_lens"])
+            hidden_states, feat_lens = batch["hidden_states"], batch["feat_lens"]
         else:
-            out = self.encode_speech(batch["wavs"], batch["wav_lens"])
+            hidden_states, feat_lens = self.speech_encoder(batch["wavs"], batch["wav_lens"])
+        m, target = self.cfg.model, None
+        if self.has_cif:
+            target = self.quantity_targets(feat_lens, batch.get("texts"))
+        scaling = target is not None and self.training and step is not None and step < m.cif_scaling_steps
+        out = self.encode_features(hidden_states, feat_lens, cif_target=target if scaling else None)
+        if target is not None:
+            out.update(quantity_target=target, **cif_diagnostics(out, target))
         image_embeds = batch.get("image_embeds")
         if image_embeds is None:
             image_embeds = self.encode_image(batch["images"])
-        m, ids, losses = self.cfg.model, batch["image_ids"], {}
+        ids, losses = batch["image_ids"], {}
         if "parallel_embeds" in out:
             losses["parallel_loss"] = self.loss_fn(out["parallel_embeds"], image_embeds, ids)
         if "cascaded_embeds" in out:
             losses["cascaded_loss"] = self.loss_fn(out["cascaded_embeds"], image_embeds, ids)
-        weights = {"parallel_loss": m.parallel_weight, "cascaded_loss": m.cascaded_weight}
+        if target is not None:
+            losses["quantity_loss"] = quantity_loss(out["quantity"], target)
+        weights = {"parallel_loss": m.parallel_weight, "cascaded_loss": m.cascaded_weight,
+                   "quantity_loss": m.quantity_weight}
         losses["loss"] = sum(weights[k] * v for k, v in losses.items())
         return {**out, **losses}
 
@@ -140,6 +187,13 @@ class SpeechCLIP(nn.Module):
         tmp = Path(path).with_name(f".{Path(path).name}.partial")
         torch.save(payload, tmp)
         tmp.replace(path)  # a crash mid-save never leaves a cut-short best.pt
+
+
+def cif_diagnostics(out: dict, target: torch.Tensor) -> dict:
+    """Mean fired keywords, mean target and mean |N_i - L*_i| (the reference's dsample_len_diff, §5.2)."""
+    lens = out["keyword_lens"].float()
+    return {"cif_tokens": lens.mean(), "cif_target": target.float().mean(),
+            "cif_count_error": (lens - target.float()).abs().mean()}
 
 
 def load_backbones(cfg: Config, random_init: bool = False, artifacts_dir=None):

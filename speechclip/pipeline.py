@@ -35,6 +35,8 @@ def backbone_key(cfg: Config, kind: str) -> str:
     if section["name"] == "pocket":
         section = {**section, "pocket": d["pocket_hubert" if kind == "speech" else "pocket_clip"],
                    "corpus": str(Path(cfg.data.root).resolve())}
+    if kind == "speech" and cfg.data.normalize_waveform:  # the encoder sees other waveforms (SpeechCLIP+ Base)
+        section = {**section, "normalize_waveform": True}  # only when on, so existing caches keep their keys
     return f"{kind}-" + hashlib.sha1(json.dumps(section, sort_keys=True).encode()).hexdigest()[:10]
 
 

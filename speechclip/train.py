@@ -21,6 +21,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from speechclip.evaluation import evaluate
+from speechclip.model import TRAIN_DIAGNOSTICS
 from speechclip.train_checks import (TrainingFault, autocast_dtype, check_finite_grads, check_finite_loss,  # noqa: F401
                                      check_finite_weights, check_resume_config, check_split_sizes, cut_log,
                                      save_atomically, split_name)
@@ -140,8 +141,8 @@ class Trainer:
     def train_step(self, batch: dict) -> dict:
         batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp):
-            out = self.net(batch)
-        logged = {k: v.item() for k, v in out.items() if k.endswith("loss") or k == "code_perplexity"}
+            out = self.net(batch, step=self.state.step)  # the step decides CIF's early rescaling (§5.1)
+        logged = {k: v.item() for k, v in out.items() if k.endswith("loss") or k in TRAIN_DIAGNOSTICS}
         check_finite_loss(logged, self.state, self.cfg.train)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(out["loss"]).backward()
@@ -152,7 +153,7 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         return {**logged, "grad_norm": float(grad_norm), "lr": self.scheduler.get_last_lr()[0],
-                "logit_scale": float(self.model.logit_scale), **({"amp_skipped": True} if skipped else {})}
+                "logit_scale": float(self.model.logit_scale.detach()), **({"amp_skipped": True} if skipped else {})}
 
     def validate(self) -> dict:
         if self.rank == 0:

@@ -34,8 +34,11 @@ class CosineVectorQuantizer(nn.Module):
         super().__init__()
         self.temperature = temperature  # fixed, not learned (§4.3: "fixed=0.1", no Gumbel noise)
 
-    def forward(self, keywords: torch.Tensor, codebook: torch.Tensor, masked_positions=()) -> dict:
-        """keywords (B, K, D), codebook (V, D) -> keyword_embeds (B, K, D), keyword_ids (B, K) and diagnostics."""
+    def forward(self, keywords: torch.Tensor, codebook: torch.Tensor, masked_positions=(), pad_mask=None) -> dict:
+        """keywords (B, K, D), codebook (V, D) -> keyword_embeds (B, K, D), keyword_ids (B, K) and diagnostics.
+
+        pad_mask (B, K), True on keywords that do not exist (CIF padding), keeps them out of the perplexity.
+        """
         scores = cosine_scores(keywords.float(), codebook.float())  # (B, K, V)
         if len(masked_positions):
             scores = scores.clone()
@@ -46,7 +49,7 @@ class CosineVectorQuantizer(nn.Module):
             "keyword_embeds": keyword_embeds,
             "keyword_ids": scores.argmax(-1),
             "scores": scores,
-            "code_perplexity": code_perplexity(onehot.detach()),
+            "code_perplexity": code_perplexity(onehot.detach() if pad_mask is None else onehot.detach()[~pad_mask]),
         }
 
 

@@ -11,6 +11,53 @@ def test_every_preset_and_family_validates(preset):
         assert load_config(preset, family).model.family == family
 
 
+# What each size and family sets (§1.1, §1.2, §3, §4.6, §5.6): waveform normalisation, hidden-state LayerNorm,
+# learnable temperature, attention heads of the keyword block, objective weights (cascaded, parallel, quantity),
+# which embedding retrieval reads, keyword and parallel projections, batch size.
+COLUMNS = ("data.normalize_waveform", "speech.normalize_hiddenstates", "model.temperature_trainable",
+           "model.cascaded_heads", "model.cascaded_weight", "model.parallel_weight", "model.quantity_weight",
+           "model.retrieval_branch", "model.keyword_projection", "model.parallel_projection", "data.batch_size")
+SPEECHCLIP_PLUS_BASE = {
+    "cascaded_plus": (True, False, True, 1, 1.0, 1.0, 0.25, "auto", "linear", "linear", 256),
+    "hybrid": (True, False, True, 1, 1.0, 1.0, 0.25, "cascaded", "linear", "linear", 256),
+    "hybrid_plus": (True, False, True, 8, 1.0, 1.0, 0.25, "parallel", "linear", "linear", 256),
+}
+MATRIX = {
+    "base": {"parallel": (False, False, False, 1, 1.0, 1.0, 0.25, "auto", "linear", "linear", 256),
+             "cascaded": (False, False, False, 1, 1.0, 1.0, 0.25, "auto", "linear", "linear", 256),
+             **SPEECHCLIP_PLUS_BASE},
+    "large": {"parallel": (False, True, True, 1, 1.0, 1.0, 0.25, "auto", "linear", "linear", 256),
+              "cascaded": (False, True, True, 1, 1.0, 1.0, 0.25, "auto", "linear", "linear", 256),
+              "cascaded_plus": (False, False, True, 8, 1.0, 1.0, 0.25, "auto", "mlp", "linear", 128),
+              "hybrid": (False, True, True, 1, 1.0, 1.0, 0.25, "cascaded", "mlp", "mlp", 256),
+              "hybrid_plus": (False, False, True, 8, 1.5, 0.5, 0.25, "cascaded", "mlp", "linear", 128)},
+}
+for _preset, _batch in (("pocket", 64), ("smoke", 16)):  # Base architecture; the pocket HuBERT normalises itself
+    MATRIX[_preset] = {f: (False, *row[1:-1], _batch) for f, row in MATRIX["base"].items()}
+
+
+@pytest.mark.parametrize("preset, family", [(p, f) for p in sorted(PRESETS) for f in FAMILIES])
+def test_every_preset_and_family_matches_the_reference(preset, family):
+    assert set(MATRIX) == set(PRESETS)
+    cfg = load_config(preset, family).to_dict()
+    got = tuple(cfg[k.split(".")[0]][k.split(".")[1]] for k in COLUMNS)
+    assert dict(zip(COLUMNS, got)) == dict(zip(COLUMNS, MATRIX[preset][family]))
+    steps = {"base": 5000, "large": 5000, "pocket": 100, "smoke": 3}[preset] if family in ("cascaded_plus",
+                                                                                           "hybrid_plus") else 5000
+    assert cfg["model"]["cif_scaling_steps"] == steps  # a tenth of the schedule, as 5,000 of 50,000
+
+
+def test_retrieval_branch_must_exist_and_cif_width_be_odd():
+    with pytest.raises(ValueError, match="family 'cascaded_plus' has no such embedding"):
+        load_config("smoke", "cascaded_plus", {"model.retrieval_branch": "parallel"})
+    with pytest.raises(ValueError, match="family 'parallel' has no such embedding"):
+        load_config("smoke", "parallel", {"model.retrieval_branch": "cascaded"})
+    with pytest.raises(ValueError, match="cif_conv_width=4 must be odd"):
+        load_config("smoke", "cascaded_plus", {"model.cif_conv_width": 4})
+    with pytest.raises(ValueError, match="quantity_target='words' is not one of"):
+        load_config("smoke", "cascaded_plus", {"model.quantity_target": "words"})
+
+
 @pytest.mark.parametrize("override, error, text", [
     ({"train.lr": "1e-3"}, TypeError, r"train.lr='1e-3' must be of type float, got str"),
     ({"data.batch_size": 8.5}, TypeError, "data.batch_size=8.5 must be of type int"),
@@ -58,3 +105,13 @@ def test_cli_names_an_unknown_key_before_any_work(tmp_path):
         main(["--preset", "smoke", "--out", str(tmp_path), "--set", "train.lrr=1", "data.root=tmp/x"])
     with pytest.raises(ValueError, match="train.precision='fp64' is not one of"):
         main(["--preset", "smoke", "--out", str(tmp_path), "--set", "train.precision=fp64"])
+
+
+def test_waveform_normalisation_gets_its_own_feature_cache():
+    from speechclip.pipeline import backbone_key
+
+    base, plus = load_config("base", "parallel"), load_config("base", "cascaded_plus")
+    assert backbone_key(base, "speech") != backbone_key(plus, "speech")  # the encoder sees other waveforms
+    assert backbone_key(base, "clip") == backbone_key(plus, "clip")
+    pocket = load_config("pocket", "parallel")
+    assert backbone_key(pocket, "speech") == backbone_key(load_config("pocket", "hybrid_plus"), "speech")

@@ -1,7 +1,8 @@
-"""GPU tier: mixed-precision training of both families on CUDA (skipped where there is no GPU, as in CI)."""
+"""GPU tier: mixed-precision training of every family on CUDA (skipped where there is no GPU, as in CI)."""
 import pytest
 import torch
 
+from speechclip.config import FAMILIES
 from speechclip.features import collate_features
 from speechclip.model import build_model, load_model
 from speechclip.train import fit
@@ -10,7 +11,7 @@ from tiny import ToyFeatures, tiny_clip, tiny_config, tiny_speech_encoder
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
-@pytest.mark.parametrize("family", ["parallel", "cascaded"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_amp_fit_on_cuda(tmp_path, family):
     cfg = tiny_config(family, **{"train.max_steps": 20})
     model = build_model(cfg, tiny_speech_encoder(), tiny_clip())

@@ -190,6 +190,7 @@ PACKAGE = ROOT / "speechclip"
 SAME_NAME_OK = {
     "Utterance": "synth.tts.Utterance is a synthesised waveform with word times; corpora.Utterance an index entry",
     "REPO_ROOT": "a path constant each of pocket and synth.corpus needs without importing the other",
+    "main": "the command-line entry point of each module run with python -m (pipeline, regression)",
 }
 
 

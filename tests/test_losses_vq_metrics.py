@@ -109,6 +109,20 @@ def test_keyword_hit_rate_per_slot():
     assert rates["kw_1"] == 50.0 and rates["kw_2"] == 50.0 and rates["kw_avg"] == 50.0
 
 
+def test_keyword_hit_rate_over_fired_cif_keywords_only():
+    ids = torch.tensor([[[5], [6], [0]], [[7], [9], [9]]])  # (B, K, 1); utterance 0 fired 2, utterance 1 fired 3
+    rates = keyword_hit_rate(ids, [{5}, {9}], lengths=torch.tensor([2, 3]))
+    assert rates == {"kw_avg": pytest.approx(100 * 3 / 5)}  # hits: 5; 9, 9 out of 5 fired keywords
+
+
+def test_cif_batches_of_different_lengths_concatenate():
+    from speechclip.evaluation import _cat_padded
+
+    out = _cat_padded([torch.ones(2, 3, 4), torch.ones(1, 5, 4)])
+    assert out.shape == (3, 5, 4) and out[:2, 3:].abs().sum() == 0
+    assert _cat_padded([torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long)], -1)[0, 2] == -1
+
+
 def test_config_presets_and_unknown_keys():
     cfg = load_config("large", "cascaded", {"train.max_steps": 3})
     assert cfg.clip.name == "ViT-L-14" and cfg.model.temperature_trainable and cfg.train.max_steps == 3

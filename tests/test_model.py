@@ -3,28 +3,37 @@ import pytest
 import torch
 
 from speechclip.cascaded import KeywordBatchNorm
-from speechclip.config import load_config
+from speechclip.config import FAMILIES, load_config
 from speechclip.features import collate_features
-from speechclip.model import build_model, load_model
+from speechclip.model import build_model, load_backbones, load_model
 from tiny import CAPTIONS, ToyFeatures, tiny_clip, tiny_config, tiny_speech_encoder
+
+KEYWORD_FAMILIES = ("cascaded", "cascaded_plus", "hybrid", "hybrid_plus")
 
 
 def make(family):
     return build_model(tiny_config(family), tiny_speech_encoder(), tiny_clip())
 
 
-@pytest.mark.parametrize("family", ["parallel", "cascaded"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_encode_speech_shapes_and_norm(family):
     model = make(family).eval()
     wavs, lens = torch.randn(3, 16000), torch.tensor([16000, 12000, 8000])
     out = model.encode_speech(wavs, lens)
     assert out["speech_embeds"].shape == (3, 32)
-    assert torch.allclose(out["speech_embeds"].norm(dim=-1), torch.ones(3), atol=1e-5)
-    if family == "cascaded":
+    for key in ("speech_embeds", "parallel_embeds", "cascaded_embeds"):
+        if key in out:
+            assert torch.allclose(out[key].norm(dim=-1), torch.ones(3), atol=1e-5)
+    if family in ("cascaded", "hybrid"):
         assert out["keyword_embeds"].shape == (3, 8, 32) and out["keyword_ids"].shape == (3, 8)
+    if family in ("cascaded_plus", "hybrid_plus"):  # CIF: N_i keywords each, padded to the longest
+        n = int(out["keyword_lens"].max())
+        assert out["keyword_embeds"].shape == (3, n, 32) and out["keyword_ids"].shape == (3, n)
+        assert ((out["keyword_ids"] == -1) == out["keyword_mask"]).all()
+    assert ("parallel_embeds" in out) == (family in ("parallel", "hybrid", "hybrid_plus"))
 
 
-@pytest.mark.parametrize("family", ["parallel", "cascaded"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_only_branch_and_layer_weights_train(family):
     model = make(family).train()
     batch = collate_features([ToyFeatures()[i] for i in range(6)])
@@ -35,14 +44,48 @@ def test_only_branch_and_layer_weights_train(family):
     assert not model.speech_encoder.training and not model.clip.training  # frozen encoders: eval (pitfall 12)
 
 
-def test_cascaded_keywords_are_real_subwords_never_special():
-    model = make("cascaded").eval()
-    out = model.encode_speech(torch.randn(2, 16000), torch.tensor([16000, 9000]))
-    vocab = model.clip.vocab_embeds
-    assert torch.allclose(out["keyword_embeds"], vocab[out["keyword_ids"]], atol=1e-5)
-    assert not set(out["keyword_ids"].flatten().tolist()) & set(model.clip.special_vocab_positions.tolist())
-    words = model.keywords(torch.randn(2, 16000), torch.tensor([16000, 9000]))
-    assert len(words) == 2 and len(words[0]) == 8 and all(isinstance(w[0], str) for w in words[0])
+@pytest.mark.parametrize("family", KEYWORD_FAMILIES)
+def test_cascaded_keywords_are_real_subwords_never_special(family):
+    model = make(family).eval()
+    wavs, lens = torch.randn(2, 16000), torch.tensor([16000, 9000])
+    out = model.encode_speech(wavs, lens)
+    vocab, ids = model.clip.vocab_embeds, out["keyword_ids"]
+    fired = ids >= 0  # CIF pads with -1 past each utterance's N_i
+    assert torch.allclose(out["keyword_embeds"][fired], vocab[ids[fired]], atol=1e-5)
+    assert not set(ids[fired].tolist()) & set(model.clip.special_vocab_positions.tolist())
+    words = model.keywords(wavs, lens)
+    counts = out.get("keyword_lens", torch.tensor([8, 8])).tolist()
+    assert len(words) == 2 and [len(w) for w in words] == counts and all(isinstance(w[0], str) for w in words[0])
+
+
+@pytest.mark.parametrize("family", ["cascaded_plus", "hybrid_plus"])
+def test_cif_model_is_padding_invariant_and_scales_only_early_in_training(family):
+    model = make(family).eval()
+    items = [ToyFeatures()[i] for i in range(5)]
+    batch = collate_features(items)
+    out = model(batch)
+    for b in (0, 3):
+        alone = model(collate_features([items[b]]))
+        n = int(alone["keyword_lens"][0])
+        assert int(out["keyword_lens"][b]) == n
+        assert torch.equal(out["keyword_ids"][b, :n], alone["keyword_ids"][0])
+        assert torch.allclose(out["speech_embeds"][b], alone["speech_embeds"][0], atol=1e-5)
+    model.train()
+    early, late = model(batch, step=0), model(batch, step=model.cfg.model.cif_scaling_steps)
+    assert torch.equal(early["keyword_lens"], early["quantity_target"]) and early["cif_count_error"] == 0
+    assert torch.equal(late["keyword_lens"], torch.floor(late["quantity"]).clamp(min=1).long())
+    assert {"quantity_loss", "cif_tokens", "cif_target"} <= late.keys()
+    expected = late["cascaded_loss"] + 0.25 * late["quantity_loss"] + late.get("parallel_loss", 0)
+    assert torch.allclose(late["loss"], expected)
+
+
+def test_quantity_target_from_captions():
+    model = build_model(tiny_config("cascaded_plus", **{"model.quantity_target": "content_words"}),
+                        tiny_speech_encoder(), tiny_clip()).train()
+    batch = collate_features([ToyFeatures()[i] for i in range(4)])  # captions: CAPTIONS[0..3]
+    out = model(batch, step=0)
+    assert out["quantity_target"].tolist() == [3, 3, 5, 5]  # "a"/"of" are function words
+    assert out["keyword_lens"].tolist() == [3, 3, 5, 5]
 
 
 def test_keyword_batchnorm_init_intended_and_reference():
@@ -53,7 +96,7 @@ def test_keyword_batchnorm_init_intended_and_reference():
     assert reference.bias.view(3, 4)[1, 1].item() == pytest.approx(vocab.mean(0)[(1 * 3 + 1) % 4].item())
 
 
-@pytest.mark.parametrize("family", ["parallel", "cascaded"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_save_load_round_trip(tmp_path, family):
     model = make(family).eval()
     model.save(tmp_path / "m.pt")
@@ -65,9 +108,92 @@ def test_save_load_round_trip(tmp_path, family):
     assert not any(k.startswith("clip.") for k in saved)  # no frozen or duplicated CLIP weights (pitfall 18)
 
 
-@pytest.mark.parametrize("family, expected", [("parallel", 7_483_917), ("cascaded", 2_771_981)])
-def test_base_trainable_parameter_counts_match_the_paper(family, expected):
-    model = build_model(load_config("base", family), vocab_captions=CAPTIONS, random_init=True)
+# ---- trainable parameter counts (§8.2): by formula, and counted on built models ----
+
+def linear(d_in, d_out):
+    return d_in * d_out + d_out
+
+
+def attention_block(d):  # MHA (in and out projections with biases) + LayerNorm
+    return linear(d, 3 * d) + linear(d, d) + 2 * d
+
+
+def transformer_block(d, ffn):  # post-LN layer (attention, LN, FFN, LN) + the final LayerNorm
+    return attention_block(d) + linear(d, ffn) + linear(ffn, d) + 2 * d + 2 * d
+
+
+def cif_weights(d, layers=1, width=3):  # Conv1d(d, d, width) per layer, then Linear(d, 1)
+    return layers * (d * d * width + d) + linear(d, 1)
+
+
+def plus_params(family, states, d_a, d_t, mlp=False, parallel_mlp=False, block=None, cif=(1, 3),
+                temperature=True, keywords=8):
+    """Layer weights + temperature + the SpeechCLIP+ branch (§5.3-§5.5); BN running statistics are buffers."""
+    kw_proj = linear(d_a, d_a) + linear(d_a, d_t) if mlp else linear(d_a, d_t)
+    par_proj = linear(d_a, d_a) + linear(d_a, d_t) if parallel_mlp else linear(d_a, d_t)
+    block = block or attention_block(d_a)
+    n = states + int(temperature)
+    if family == "cascaded_plus":
+        return n + block + cif_weights(d_a, *cif) + kw_proj + 2 * d_t
+    if family == "hybrid":
+        return n + (1 + keywords) * d_a + block + par_proj + kw_proj + 2 * keywords * d_t
+    return n + d_a + block + par_proj + cif_weights(d_a, *cif) + kw_proj + 2 * d_t
+
+
+COCO_HYBRID = {"model.shared_block": "transformer", "model.temperature_trainable": False,
+               "model.parallel_projection": "linear"}
+PLUS_COUNTS = [  # (preset, family, overrides, formula arguments, §8.2)
+    ("base", "cascaded_plus", {}, dict(states=13, d_a=768, d_t=512), 4_529_679),
+    ("base", "hybrid", {}, dict(states=13, d_a=768, d_t=512), 3_166_478),
+    ("base", "hybrid_plus", {}, dict(states=13, d_a=768, d_t=512), 4_924_175),
+    ("large", "cascaded_plus", {}, dict(states=25, d_a=1024, d_t=768, mlp=True), 9_186_587),
+    ("large", "cascaded_plus", {"model.cif_conv_layers": 2, "model.cif_conv_width": 5},  # Large COCO
+     dict(states=25, d_a=1024, d_t=768, mlp=True, cif=(2, 5)), 16_527_643),
+    ("large", "hybrid", {}, dict(states=25, d_a=1024, d_t=768, mlp=True, parallel_mlp=True), 7_895_578),
+    ("large", "hybrid", COCO_HYBRID, dict(states=25, d_a=1024, d_t=768, mlp=True, temperature=False,
+                                          block=transformer_block(1024, 4096)), 15_243_801),
+    ("large", "hybrid_plus", {}, dict(states=25, d_a=1024, d_t=768, mlp=True), 9_974_811),
+]
+
+
+class StubSpeech(torch.nn.Module):
+    """What SpeechCLIP reads from a frozen speech encoder to build its branch: width and number of states."""
+
+    def __init__(self, hidden_size, num_hidden_states):
+        super().__init__()
+        self.hidden_size, self.num_hidden_states = hidden_size, num_hidden_states
+
+
+class StubClip(torch.nn.Module):
+    """What SpeechCLIP reads from a frozen CLIP to build its branch: widths and the subword table."""
+
+    def __init__(self, width, vocab=50):
+        super().__init__()
+        self.token_dim = self.embed_dim = width
+        self.context_length = 77
+        self.vocab_embeds = torch.randn(vocab, width)
+
+
+@pytest.mark.parametrize("preset, family, overrides, formula, expected", PLUS_COUNTS,
+                         ids=[f"{p}-{f}-{i}" for i, (p, f, *_) in enumerate(PLUS_COUNTS)])
+def test_speechclip_plus_parameter_counts_by_formula_and_built(preset, family, overrides, formula, expected):
+    assert plus_params(family, **formula) == expected
+    cfg = load_config(preset, family, overrides)
+    speech = StubSpeech(formula["d_a"], formula["states"])
+    model = build_model(cfg, speech, StubClip(formula["d_t"]))
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == expected
+
+
+@pytest.fixture(scope="module")
+def base_backbones():
+    return load_backbones(load_config("base"), random_init=True)
+
+
+@pytest.mark.parametrize("family, expected", [("parallel", 7_483_917), ("cascaded", 2_771_981),
+                                              ("cascaded_plus", 4_529_679), ("hybrid", 3_166_478),
+                                              ("hybrid_plus", 4_924_175)])
+def test_base_trainable_parameter_counts_match_the_paper(base_backbones, family, expected):
+    model = build_model(load_config("base", family), *base_backbones, vocab_captions=CAPTIONS)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable == expected
     total = sum(p.numel() for p in model.parameters())

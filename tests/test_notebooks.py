@@ -1,27 +1,79 @@
-"""Every notebook runs end to end with papermill on smoke parameters (synthetic data, CPU, no downloads)."""
+"""Every notebook runs end to end with papermill on smoke parameters (synthetic data, CPU, no downloads), through
+the regression runner, and its recorded metrics match tests/baselines/smoke.json.
+
+The notebooks run once per session, in order, into one run folder (`speechclip.regression.Run`): a notebook's test
+runs the ones before it first, as `make regression PRESET=smoke` does. Each notebook gets the parameters of the one
+vocabulary (CONTRIBUTING.md) that it declares, from `regression.preset_parameters("smoke", ...)`: the strict seed-0
+smoke corpus, model preset smoke, DEVICE cpu. The runner checks what the old per-notebook test checked: no cell
+raises, a metrics JSON with finite numbers (recalls in percent, every training step run) and readable, non-flat
+figures. Notebook 00 also runs on corpora it did not make, which it must read as they are.
+"""
+import copy
 import json
-import math
 import os
 from pathlib import Path
 
 import pytest
 
+from speechclip import baselines, regression
+from speechclip.regression import check_recorded_numbers
+
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+NOTEBOOKS = regression.notebooks()
+BASELINE = regression.baseline_path("smoke")
+REFRESH = "if the change is intended: make regression PRESET=smoke UPDATE=1 (see CONTRIBUTING.md)"
 
 
 @pytest.fixture(scope="session")
-def smoke_corpus():
-    from speechclip.synth import make_corpus
+def smoke_run(tmp_path_factory):
+    import papermill  # noqa: F401  a test dependency (pyproject [test]): missing, this must fail, not skip
 
-    # strict: exactly the seed-0 smoke corpus of this generator version (ensure_corpus would read any corpus there)
-    return make_corpus(ROOT / "data" / "synthetic_smoke", "smoke", seed=0, progress=False)
+    run_dir = tmp_path_factory.mktemp("regression_smoke")
+    return regression.Run("smoke", run_dir, regression.preset_parameters("smoke", run_dir))
 
 
-@pytest.fixture(scope="session")
-def run_dirs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("notebook_runs")
-    return {name: base / name for name in ("artifacts", "figures", "out")}
+def _run_all(smoke_run) -> dict:
+    try:
+        smoke_run.through(NOTEBOOKS[-1].stem, NOTEBOOKS)
+    except regression.RegressionFailure as e:
+        pytest.fail(f"the smoke run did not finish: {e}", pytrace=False)
+    return smoke_run.flat()
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_with_smoke_parameters(notebook, smoke_run):
+    try:
+        record = smoke_run.through(notebook.stem, NOTEBOOKS)
+    except regression.RegressionFailure as e:
+        pytest.fail(str(e), pytrace=False)
+    used = regression.declared_parameters(notebook, smoke_run.params)
+    assert {"DATA_DIR", "ARTIFACTS_DIR", "FIGURES_DIR"} <= used.keys(), f"{notebook.name} ignores {used}"
+    if "DEVICE" in used:  # DEVICE reaches training: the checkpoint fit wrote says where it trained
+        import torch
+
+        checkpoint = Path(used["ARTIFACTS_DIR"]) / "runs" / notebook.stem / "last.pt"
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["config"]["train"]["device"]
+        assert used["DEVICE"] == "cpu" and saved == "cpu" and record["device"] == "cpu", (notebook.name, saved)
+
+
+@pytest.mark.notebook
+def test_smoke_metrics_match_the_baseline(smoke_run):
+    baseline = baselines.load(BASELINE)
+    assert baseline is not None, f"no {BASELINE}: make regression PRESET=smoke UPDATE=1 writes it"
+    rows = baselines.compare(_run_all(smoke_run), baseline)
+    print(baselines.table(rows, smoke_run.wall))
+    failed = [r.message for r in rows if r.failed]
+    assert not failed, "\n".join(failed + [REFRESH])
+
+
+@pytest.mark.notebook
+def test_a_baseline_tightened_past_the_run_fails_naming_the_metric(smoke_run):
+    flat, baseline = _run_all(smoke_run), copy.deepcopy(baselines.load(BASELINE))
+    key = next(k for k, e in baseline["metrics"].items() if e["rule"] == "higher" and k in flat)
+    baseline["metrics"][key].update(value=flat[key] + 10 * (baseline["metrics"][key]["tol"] + 1))
+    failed = [r for r in baselines.compare(flat, baseline) if r.failed]
+    assert [r.key for r in failed] == [key] and failed[0].message.startswith(f"{key}: regressed")
 
 
 def run_notebook(notebook: Path, out: Path, **params) -> dict:
@@ -38,30 +90,6 @@ def run_notebook(notebook: Path, out: Path, **params) -> dict:
     return used
 
 
-@pytest.mark.notebook
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_with_smoke_parameters(notebook, smoke_corpus, run_dirs):
-    for d in run_dirs.values():
-        d.mkdir(parents=True, exist_ok=True)
-    used = run_notebook(notebook, run_dirs["out"] / notebook.name, PRESET="smoke", CORPUS_PRESET="smoke",
-                        DATA_DIR=str(smoke_corpus), ARTIFACTS_DIR=str(run_dirs["artifacts"]),
-                        FIGURES_DIR=str(run_dirs["figures"]), DEVICE="cpu")
-    assert {"DATA_DIR", "ARTIFACTS_DIR", "FIGURES_DIR"} <= used.keys(), f"{notebook.name} ignores {used}"
-    metrics = run_dirs["artifacts"] / "metrics" / f"{notebook.stem}.json"
-    assert metrics.exists(), f"{notebook.name} did not record {metrics}"
-    check_recorded_numbers(json.loads(metrics.read_text()), notebook.name)
-    run = run_dirs["artifacts"] / "runs" / notebook.stem
-    if "DEVICE" in used:  # DEVICE reaches training: the checkpoint fit wrote says where it trained
-        import torch
-
-        saved = torch.load(run / "last.pt", map_location="cpu", weights_only=False)["config"]["train"]["device"]
-        assert saved == "cpu" and json.loads(metrics.read_text())["device"] == "cpu", (notebook.name, saved)
-    figures = sorted(run_dirs["figures"].glob(f"{notebook.stem[:2]}_*.png"))
-    assert figures, f"{notebook.name} saved no figure"
-    for figure in figures:
-        check_figure(figure)
-
-
 def _files(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
 
@@ -70,7 +98,7 @@ def _files(root: Path) -> dict[str, tuple[int, int]]:
 @pytest.mark.parametrize("kind", ["flickr8k_layout", "synthetic_seed_1"])
 def test_data_notebook_reads_the_users_corpus_as_it_is(kind, writers, tmp_path_factory):
     """Notebook 00 on a corpus it did not make: a Flickr8k-format folder, a synthetic corpus of another seed."""
-    from speechclip.data import SPLITS, read_flickr_split
+    from speechclip.corpora import SPLITS, read_flickr_split
     from speechclip.synth import make_corpus
 
     base = tmp_path_factory.mktemp(kind)
@@ -92,37 +120,3 @@ def test_data_notebook_reads_the_users_corpus_as_it_is(kind, writers, tmp_path_f
     printed = "".join("".join(t) if isinstance(t, list) else t for t in streams)
     assert ("not a synthetic corpus: no scene metadata" in printed) == (kind == "flickr8k_layout")
     assert ("seen_voices/: 40 test utterances" in printed) == (kind == "synthetic_seed_1")
-
-
-def _leaves(value, key=""):
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _leaves(v, str(k))
-    elif isinstance(value, list):
-        for v in value:
-            yield from _leaves(v, key)
-    else:
-        yield key, value
-
-
-def check_recorded_numbers(record: dict, name: str) -> None:
-    """Every recorded number is finite, every recall a percentage, and a trained model ran all its steps."""
-    assert isinstance(record, dict) and record, f"{name}: empty metrics record"
-    for key, value in _leaves(record):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            assert math.isfinite(value), f"{name}: {key} = {value}"
-            if "R@" in key:
-                assert 0 <= value <= 100, f"{name}: {key} = {value} is not a percentage"
-    if "max_steps" in record:
-        assert record["steps"] == record["max_steps"], f"{name}: stopped at step {record['steps']}"
-
-
-def check_figure(path: Path) -> None:
-    """A readable PNG of a real size that is not one flat colour."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im.load()
-        assert min(im.size) >= 100, f"{path.name}: {im.size}"
-        extrema = im.convert("L").getextrema()
-    assert extrema[0] < extrema[1], f"{path.name} is a single flat colour"

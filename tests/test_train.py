@@ -59,6 +59,24 @@ def test_fit_learns_and_logs(tmp_path, family):
     assert best.cfg.model.family == family
 
 
+@pytest.mark.parametrize("family", ["cascaded_plus", "hybrid", "hybrid_plus"])
+def test_speechclip_plus_trains_logs_and_evaluates(tmp_path, family):
+    model, state = run(tmp_path, family, **{"train.max_steps": 30, "model.cif_scaling_steps": 6})
+    logged = rows(tmp_path)
+    train = [r for r in logged if r["split"] == "train"]
+    assert sum(r["loss"] for r in train[-5:]) < sum(r["loss"] for r in train[:5])
+    if family != "hybrid":  # CIF: the quantity loss and fired keywords against the target in every train row
+        assert all({"quantity_loss", "cif_tokens", "cif_target", "cif_count_error"} <= r.keys() for r in train)
+        assert all(r["cif_count_error"] == 0 for r in train[:6])  # rescaled to the target in the first steps
+    dev = [r for r in logged if r["split"] == "dev"]
+    assert dev and "kw_avg" in dev[-1] and "kw_chance" in dev[-1]
+    if family != "cascaded_plus":  # two embeddings: both scored, the configured one is the headline
+        source = model.retrieval_source
+        assert dev[-1]["mean_R@10"] == dev[-1][f"{source}_mean_R@10"] and "parallel_mean_R@1" in dev[-1]
+    best = load_model(tmp_path / "best.pt", tiny_speech_encoder(), tiny_clip())
+    assert best.cfg.model.family == family and state.step == 30
+
+
 @pytest.mark.parametrize("family", ["parallel", "cascaded"])
 def test_resume_ends_where_uninterrupted_run_ends(tmp_path, family):
     extra = {"train.max_steps": 9, "train.checkpoint_every": 1, "model.dropout": 0.1}

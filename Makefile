@@ -7,7 +7,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.speechclip-installed
-PRESET ?= cpu
+# the synthetic corpus: smoke, cpu or flickr8k sizes (notebook 00's CORPUS_PRESET); every notebook reads DATA_DIR
+CORPUS_PRESET ?= cpu
+DATA_DIR := data/synthetic_$(CORPUS_PRESET)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 RUNS := artifacts/runs
 
@@ -23,13 +25,13 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 corpus: setup
-	$(PY) data_scripts/make_synthetic_corpus.py --preset $(PRESET) --out data/synthetic_$(PRESET)
+	$(PY) data_scripts/make_synthetic_corpus.py --preset $(CORPUS_PRESET) --out $(DATA_DIR)
 
 tutorial: corpus
 	mkdir -p $(RUNS)
 	for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb"; \
-	  $(PY) -m papermill --cwd notebooks $$nb $(RUNS)/$$(basename $$nb) || exit 1; \
+	  $(PY) -m papermill --cwd notebooks -p DATA_DIR ../$(DATA_DIR) $$nb $(RUNS)/$$(basename $$nb) || exit 1; \
 	done
 
 test: setup

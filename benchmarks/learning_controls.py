@@ -67,19 +67,19 @@ def word_inputs(ds, ctm, dim: int, seed: int = 0) -> list[torch.Tensor]:
 
 
 def mfcc_inputs(ds) -> list[torch.Tensor]:
-    from speechclip.pocket_hubert import _load_wav, mfcc_many
-    return mfcc_many([_load_wav(u.wav_path) for u in ds.utterances])
+    from speechclip.pocket_hubert import load_wav, mfcc_many
+    return mfcc_many([load_wav(u.wav_path) for u in ds.utterances])
 
 
 @torch.no_grad()
 def hubert_inputs(encoder, ds, batch_size: int = 16) -> list[torch.Tensor]:
     """Pocket HuBERT hidden states (T, L+1, D) per utterance, pooled by the encoder's frame_pool."""
-    from speechclip.pocket_hubert import _load_wav
+    from speechclip.pocket_hubert import load_wav
     out = [None] * len(ds.utterances)
     order = sorted(range(len(out)), key=lambda i: ds.utterances[i].wav_path.stat().st_size)
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
-        wavs = [_load_wav(ds.utterances[i].wav_path) for i in idx]
+        wavs = [load_wav(ds.utterances[i].wav_path) for i in idx]
         hs, lens = encoder(nn.utils.rnn.pad_sequence(wavs, batch_first=True), torch.tensor([len(w) for w in wavs]))
         for b, i in enumerate(idx):
             out[i] = hs[:, b, : int(lens[b])].transpose(0, 1).half()

@@ -75,7 +75,7 @@ def write_readme(result: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="cpu", help="corpus preset, as `make tutorial PRESET=...`")
+    p.add_argument("--preset", default="cpu", help="corpus preset, as `make tutorial CORPUS_PRESET=...`")
     p.add_argument("--keep", action="store_true", help="keep the corpus and artifacts already built")
     args = p.parse_args()
     py = str(ROOT / ".venv" / "bin" / "python")
@@ -89,7 +89,8 @@ def main() -> None:
                                f"data/synthetic_{args.preset}"], logs / "corpus.log")}
     for nb in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
         stages[f"notebook {nb.stem}"] = timed(
-            [py, "-m", "papermill", "--cwd", "notebooks", str(nb.relative_to(ROOT)), f"artifacts/runs/{nb.name}"],
+            [py, "-m", "papermill", "--cwd", "notebooks", "-p", "DATA_DIR", f"../data/synthetic_{args.preset}",
+             str(nb.relative_to(ROOT)), f"artifacts/runs/{nb.name}"],
             logs / f"{nb.stem}.log")
         print(nb.stem, stages[f"notebook {nb.stem}"], flush=True)
     import platform

@@ -10,13 +10,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from speechclip.synth.corpus import PRESETS, make_corpus  # noqa: E402
+from speechclip.synth.corpus import CORPUS_PRESETS, make_corpus  # noqa: E402
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
-                        help="images train/dev/test: " + ", ".join(f"{k} {v}" for k, v in PRESETS.items()))
+    parser.add_argument("--preset", choices=sorted(CORPUS_PRESETS), default="cpu",
+                        help="images train/dev/test: " + ", ".join(f"{k} {v}" for k, v in CORPUS_PRESETS.items()))
     parser.add_argument("--out", required=True, help="corpus root to write")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None, help="processes (default: number of CPU cores)")

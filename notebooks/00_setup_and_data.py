@@ -23,9 +23,9 @@
 # Paper: SpeechCLIP §3.1 (data). Reference: [docs/reference.md](../docs/reference.md) §1.2 (audio preprocessing), §1.4 (images), §6 (data).
 
 # %% tags=["parameters"]
-PRESET = "cpu"
-DATA_DIR = "../data/synthetic_cpu"
-OUTPUT_DIR = "../artifacts"
+DATA_DIR = "../data/synthetic_cpu"  # any corpus in the Flickr8k layout: real, your own, or synthetic
+CORPUS_PRESET = "cpu"  # the synthetic corpus made where DATA_DIR holds none: "smoke", "cpu" or "flickr8k" sizes
+ARTIFACTS_DIR = "../artifacts"
 FIGURES_DIR = "../figures"
 SEED = 0
 BATCH_SIZE = 16
@@ -51,51 +51,80 @@ import torchaudio
 from IPython.display import Audio, display
 
 import speechclip
-from speechclip.data import SPLITS, FlickrDataset, LengthBucketSampler, collate, read_flickr_split
+from speechclip.data import SEEN_VOICES, SPLITS, FlickrDataset, LengthBucketSampler, collate, read_flickr_split
 from speechclip.notebook import save_figure, save_metrics
-from speechclip.synth import ensure_corpus
+from speechclip.synth import ensure_corpus, synthetic_metadata
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+device = "cuda" if torch.cuda.is_available() else "cpu"  # what the later notebooks' DEVICE = "auto" picks
 for name, version in [("python", platform.python_version()), ("torch", torch.__version__),
                       ("torchaudio", torchaudio.__version__), ("soundfile", soundfile.__version__)]:
     print(f"{name:<11} {version}")
-print(f"device      {DEVICE}" + (f" ({torch.cuda.get_device_name()})" if DEVICE == "cuda" else ""))
+print(f"device      {device}" + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else ""))
 
 # %%
 torch.manual_seed(SEED)
 figures_dir = Path(FIGURES_DIR)
 figures_dir.mkdir(parents=True, exist_ok=True)
-metrics = {"preset": PRESET, "data_dir": DATA_DIR, "torch": torch.__version__, "device": DEVICE}
+metrics = {"data_dir": DATA_DIR, "torch": torch.__version__, "device": device}
 
 # %% [markdown]
 # ## 2. The corpus
 # The real corpus is Flickr8k (8,091 photos, 5 written captions each) plus the Flickr Audio Caption Corpus
 # (40,000 recordings of those captions). Offline we use a synthetic corpus written in exactly the same layout:
-# rendered scenes, template captions and espeak-ng speech. `ensure_corpus` builds it once and reuses it afterwards;
-# pointing `DATA_DIR` at a prepared real Flickr8k folder (`data_scripts/flickr8k/prepare.py`) works the same way.
+# rendered scenes, template captions and espeak-ng speech.
+#
+# `ensure_corpus` reads whatever corpus `DATA_DIR` holds and changes nothing in it: a prepared real Flickr8k
+# (`data_scripts/flickr8k/prepare.py`), your own recordings in the layout, or a synthetic corpus of any size and
+# seed (`data_scripts/make_synthetic_corpus.py`). Only where `DATA_DIR` holds no corpus does it generate the
+# synthetic one of `CORPUS_PRESET` there (seed 0, a few minutes for `cpu`), which later runs then reuse.
 #
 # The pairing rule (§6.1): every image of a split gives one example per wav named after it, and the wav
 # `<image>_<n>.wav` is the spoken version of caption `#n` of that image.
 
 # %%
-root = ensure_corpus(PRESET, Path(DATA_DIR).resolve())
+root = ensure_corpus(CORPUS_PRESET, Path(DATA_DIR).resolve())
+meta = synthetic_metadata(root)  # None unless speechclip.synth wrote this corpus
+metrics["corpus"] = {"synthetic": meta is not None, **({k: meta[k] for k in ("preset", "seed")} if meta else {})}
+kind = f"synthetic, preset {meta['preset']}, seed {meta['seed']}" if meta else "not synthetic (real Flickr8k or your own)"
+print(f"{root}: {kind}")
 for path in sorted(root.iterdir()):
     size = f"{len(list(path.iterdir()))} entries" if path.is_dir() else f"{path.stat().st_size / 1e3:.1f} kB"
     print(f"{path.name:<28} {size}")
 
 # %%
 splits = {split: read_flickr_split(root, split) for split in SPLITS}
-print(f"{'split':<6} {'images':>7} {'utterances':>11} {'speakers':>9}")
+speakers_of = {split: {u.speaker for u in utts} - {None} for split, utts in splits.items()}  # wav2spk.txt
+print(f"{'split':<6} {'images':>7} {'utterances':>11} {'speakers':>9} {'not in train':>13}")
 for split, utts in splits.items():
-    print(f"{split:<6} {len({u.image_id for u in utts}):>7} {len(utts):>11} {len({u.speaker for u in utts}):>9}")
+    new = len(speakers_of[split] - speakers_of["train"])
+    print(f"{split:<6} {len({u.image_id for u in utts}):>7} {len(utts):>11} {len(speakers_of[split]):>9} {new:>13}")
 metrics["utterances"] = {split: len(utts) for split, utts in splits.items()}
 metrics["images"] = {split: len({u.image_id for u in utts}) for split, utts in splits.items()}
 splits["train"][0]
 
 # %% [markdown]
 # Sample output (cpu preset): `train 1500 images, 7500 utterances · dev 250, 1250 · test 500, 2500`; 24 speakers in
-# train and dev, and 8 held-out speakers, who never speak in train or dev, in test (`seen_voices/` holds the same test
-# captions in training voices, for notebook 10's new-voice comparison). The real Flickr8k gives 6,000 / 1,000 / 1,000 images and 30,000 / 5,000 / 5,000 utterances (§6.1).
+# train and dev, and 8 held-out speakers, who never speak in train or dev, in test ("not in train" 8). The real
+# Flickr8k gives 6,000 / 1,000 / 1,000 images and 30,000 / 5,000 / 5,000 utterances (§6.1).
+
+# %% [markdown]
+# Only a synthetic corpus knows what each image shows (`metadata.json`: every object's shape, colour, size and
+# place) and holds its test split a second time, spoken by training voices (`seen_voices/`, for notebook 10's
+# new-voice comparison). On any other corpus the next cell says so and shows nothing.
+
+# %%
+if meta is None:
+    print("not a synthetic corpus: no scene metadata and no seen_voices/ copy to show "
+          "(notebook 10 then skips its new-voice comparison)")
+else:
+    first = splits["train"][0].image_name
+    scene = meta["images"][first]
+    print(f"{first}: layout {scene['layout']!r}, family {scene['family']}, variant {scene['variant']}")
+    for obj in scene["objects"]:
+        print("   ", {k: obj[k] for k in ("size", "colour", "shape", "center")})
+    seen = root / SEEN_VOICES
+    seen_utts = read_flickr_split(seen, "test") if (seen / "Flickr8k.token.txt").is_file() else []
+    print(f"{SEEN_VOICES}/: {len(seen_utts)} test utterances in {len({u.speaker for u in seen_utts})} training voices")
 
 # %% [markdown]
 # ## 3. One item
@@ -242,7 +271,7 @@ print(f"padding: random batches {metrics['padding_random']:.1%}, length buckets 
 # ## Record the numbers
 
 # %%
-save_metrics("00_setup_and_data", metrics, OUTPUT_DIR, indent=2)
+save_metrics("00_setup_and_data", metrics, ARTIFACTS_DIR, indent=2)
 print(json.dumps(metrics, indent=2))
 
 # %% [markdown]

@@ -48,7 +48,7 @@ import torch
 from speechclip import load_config
 from speechclip.clip_encoder import load_clip
 from speechclip.notebook import check_shape, save_figure, save_metrics
-from speechclip.pocket import read_split
+from speechclip.data import read_split
 from speechclip.probes import clip_retrieval, encode_split, word_probe
 from speechclip.speech_encoder import WeightedLayerSum, load_speech_encoder
 
@@ -186,8 +186,8 @@ print(clip.preprocess)
 # %%
 topline = clip_retrieval(clip, DATA_DIR, "test")
 print(f"pool: {topline['pool']} images, {topline['captions']} captions (chance R@1 = {100 / topline['pool']:.2f}%)")
-for direction in ("text_to_image", "image_to_text"):
-    print(f"{direction:14s}", topline[direction])
+for direction in ("text2image", "image2text"):
+    print(f"{direction:11s}", {k: round(topline[f"{direction}_{k}"], 1) for k in ("R@1", "R@5", "R@10")})
 
 # %% [markdown]
 # Sample output (`PRESET="pocket"`, 500 test images): text → image R@1/5/10 = 49.5 / 96.0 / 99.4 %,

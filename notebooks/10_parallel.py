@@ -31,7 +31,7 @@ ARTIFACTS_DIR = "../artifacts"
 FIGURES_DIR = "../figures"
 SEED = 7122
 MAX_STEPS = None  # None: the preset's value (pocket: 1000)
-DEVICE = "auto"  # "auto": cuda when available; used for evaluation here (fit picks its own device)
+DEVICE = "auto"  # where the model trains (fit) and is evaluated: "auto" (cuda when available), "cpu", "cuda:1"
 RESUME = False  # True: continue ARTIFACTS_DIR/runs/10_parallel instead of starting it over
 
 # %%
@@ -55,6 +55,7 @@ from speechclip.evaluation import embed_split, evaluate
 from speechclip.features import collate_features
 from speechclip.metrics import chance_recall, dedup_images, mutual_retrieval
 from speechclip.model import load_model, pad_mask_from_lens, utterance_norm
+from speechclip.train import resolve_device
 from speechclip.notebook import assert_near_chance, check_shape, save_figure, save_metrics
 from speechclip.losses import masked_contrastive_loss
 
@@ -62,7 +63,7 @@ print(f"speechclip from {Path(speechclip.__file__).parent}")
 
 # %%
 NB, t_start = "10", time.perf_counter()  # figure-name prefix; notebook wall clock
-device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if DEVICE == "auto" else DEVICE)
+device = resolve_device(DEVICE)  # as fit resolves train.device, which the config below sets to DEVICE
 figures, run_dir = Path(FIGURES_DIR), Path(ARTIFACTS_DIR) / "runs" / "10_parallel"
 figures.mkdir(parents=True, exist_ok=True)
 
@@ -111,7 +112,7 @@ print(f"torch {torch.__version__} on {device}; run directory {run_dir}")
 # (`benchmarks/README.md`, learning controls).
 
 # %%
-overrides = {"data.root": DATA_DIR, "train.seed": SEED}
+overrides = {"data.root": DATA_DIR, "train.seed": SEED, "train.device": DEVICE}
 if MAX_STEPS is not None:
     overrides["train.max_steps"] = MAX_STEPS
 cfg = load_config(PRESET, "parallel", overrides)
@@ -353,15 +354,21 @@ save_figure(fig, figures / f"{NB}_recall.png")
 # %% [markdown]
 # **New voices.** The test split is spoken by eight voices that never speak in train or dev (other accents, voice
 # variants and prosody). The synthetic corpus also holds the same test captions spoken by training voices
-# (`seen_voices/`), so the gap between the two rows is what a new voice costs.
+# (`seen_voices/`), so the gap between the two rows is what a new voice costs. Another corpus has no such copy,
+# and the cell says so.
 
 # %%
-voices = pd.DataFrame({
-    "held-out voices (test)": [result["test"][f"speech2image_{k}"] for k in KS],
-    "training voices (seen_voices/)": [result["test_seen_voices"][f"speech2image_{k}"] for k in KS],
-}, index=[f"speech→image {k}" for k in KS]).T
-voices["R@1 ratio"] = voices["speech→image R@1"] / voices["speech→image R@1"].iloc[1]
-voices.round(2)
+voices = None  # stays None without a seen_voices/ copy
+if "test_seen_voices" in result:
+    voices = pd.DataFrame({
+        "held-out voices (test)": [result["test"][f"speech2image_{k}"] for k in KS],
+        "training voices (seen_voices/)": [result["test_seen_voices"][f"speech2image_{k}"] for k in KS],
+    }, index=[f"speech→image {k}" for k in KS]).T
+    voices["R@1 ratio"] = voices["speech→image R@1"] / voices["speech→image R@1"].iloc[1]
+else:
+    print(f"{DATA_DIR} has no {pipeline.SEEN_VOICES}/ copy of its test split (only synthetic corpora have one): "
+          "no new-voice comparison")
+voices.round(2) if voices is not None else None
 
 # %% [markdown]
 # Sample output (`PRESET="pocket"`, 1,000 steps, seed 7122): speech→image R@1 / 5 / 10 = 2.6 / 11.0 / 18.2 % on the

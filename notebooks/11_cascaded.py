@@ -31,7 +31,7 @@ ARTIFACTS_DIR = "../artifacts"
 FIGURES_DIR = "../figures"
 SEED = 7122
 MAX_STEPS = None  # None: the preset's value (pocket: 1000)
-DEVICE = "auto"  # "auto": cuda when available; used for evaluation here (fit picks its own device)
+DEVICE = "auto"  # where the model trains (fit) and is evaluated: "auto" (cuda when available), "cpu", "cuda:1"
 RESUME = False  # True: continue ARTIFACTS_DIR/runs/11_cascaded instead of starting it over
 
 # %%
@@ -55,6 +55,7 @@ from speechclip.evaluation import embed_split, evaluate
 from speechclip.features import collate_features
 from speechclip.metrics import chance_recall, dedup_images, mutual_retrieval
 from speechclip.model import load_model, pad_mask_from_lens
+from speechclip.train import resolve_device
 from speechclip.notebook import assert_near_chance, check_shape, save_figure, save_metrics
 from speechclip.cascaded import KeywordBatchNorm
 from speechclip.evaluation import keyword_table
@@ -64,7 +65,7 @@ print(f"speechclip from {Path(speechclip.__file__).parent}")
 
 # %%
 NB, t_start = "11", time.perf_counter()  # figure-name prefix; notebook wall clock
-device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if DEVICE == "auto" else DEVICE)
+device = resolve_device(DEVICE)  # as fit resolves train.device, which the config below sets to DEVICE
 figures, run_dir = Path(FIGURES_DIR), Path(ARTIFACTS_DIR) / "runs" / "11_cascaded"
 figures.mkdir(parents=True, exist_ok=True)
 
@@ -101,7 +102,7 @@ print(f"torch {torch.__version__} on {device}; run directory {run_dir}")
 # training captions, most frequent first) is the VQ codebook: $V$ is tiny on the synthetic corpus.
 
 # %%
-overrides = {"data.root": DATA_DIR, "train.seed": SEED}
+overrides = {"data.root": DATA_DIR, "train.seed": SEED, "train.device": DEVICE}
 if MAX_STEPS is not None:
     overrides["train.max_steps"] = MAX_STEPS
 cfg = load_config(PRESET, "cascaded", overrides)
@@ -438,7 +439,8 @@ print(f"top-1 correct on this block: {int((sim.argmax(1) == torch.arange(n_show)
 from speechclip.probes import keyword_topline
 
 cascaded_topline = keyword_topline(exp.clip, cfg.data.root, "test")
-print("keyword-bag text→image:", cascaded_topline["text_to_image"], "| e.g.", cascaded_topline["example"])
+print("keyword-bag text→image:", {k: round(cascaded_topline[f"text2image_{k}"], 1) for k in ("R@1", "R@5", "R@10")},
+      "| e.g.", cascaded_topline["example"])
 print({k: round(result["test"][k], 1) for k in ("kw_top1_avg", "kw_top1_chance", "kw_avg", "kw_chance")})
 
 # %% [markdown]

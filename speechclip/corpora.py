@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SPLITS = ("train", "dev", "test")
+SEEN_VOICES = "seen_voices"  # synthetic corpora: a sub-corpus with the test split spoken by training speakers
 
 
 class CorpusError(ValueError):
@@ -70,7 +71,8 @@ _FIX = {
 }
 
 
-def _error(path, reason: str, detail: str = "", more: int = 0) -> CorpusError:
+def corpus_error(path, reason: str, detail: str = "", more: int = 0) -> CorpusError:
+    """The CorpusError for one bad file: where it is, what is wrong (a key of _FIX) and how to fix it."""
     also = f" ({more} more problem(s) found)" if more else ""
     return CorpusError(f"{path}: {reason}{detail}. Fix: {_FIX[reason]}; or pass on_error='skip' to leave such "
                        f"utterances out (they are counted and reported){also}.")

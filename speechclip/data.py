@@ -15,13 +15,10 @@ import torch
 from PIL import Image
 
 from speechclip.alignments import Alignment, alignment_overrun, crop_alignment, read_ctm
-from speechclip.file_checks import audio_problem as _audio_problem
-from speechclip.file_checks import cheap_problem as _cheap_problem
-from speechclip.file_checks import decode_image_problem as _image_problem
-from speechclip.file_checks import wav_shortfall
+from speechclip.file_checks import audio_problem, cheap_problem, decode_image_problem, wav_shortfall
 
 from speechclip.corpora import (  # noqa: F401  (re-exported: the data API)
-    SPLITS, CorpusError, Utterance, _error, read_flickr_split, read_spokencoco_split)
+    SEEN_VOICES, SPLITS, CorpusError, Utterance, corpus_error, read_flickr_split, read_spokencoco_split)
 
 
 class SpeechImageDataset(torch.utils.data.Dataset):
@@ -46,7 +43,7 @@ class SpeechImageDataset(torch.utils.data.Dataset):
         self.skipped: list[tuple[str, str]] = []  # (path, reason) for every utterance left out
         self.resampled: set[str] = set()  # wavs found at another rate (resampled on load)
         self._headers: dict[Path, tuple[int, int]] = {}  # wav -> (frames, sample_rate), filled by header reads
-        self._drop([(u, _cheap_problem(u, load_audio, load_images)) for u in self.utterances])
+        self._drop([(u, cheap_problem(u, load_audio, load_images)) for u in self.utterances])
         if on_error == "skip":
             self.validate(report=False)
         if self.skipped:
@@ -57,7 +54,7 @@ class SpeechImageDataset(torch.utils.data.Dataset):
     def _drop(self, found: list[tuple[Utterance, str | None]]) -> None:
         bad = [(u, reason) for u, reason in found if reason]
         if bad and self.on_error == "raise":
-            raise _error(_bad_path(*bad[0]), bad[0][1], more=len(bad) - 1)
+            raise corpus_error(_bad_path(*bad[0]), bad[0][1], more=len(bad) - 1)
         self.skipped += [(_bad_path(u, reason), reason) for u, reason in bad]
         dropped = {id(u) for u, _ in bad}
         self.utterances = [u for u in self.utterances if id(u) not in dropped]
@@ -78,13 +75,13 @@ class SpeechImageDataset(torch.utils.data.Dataset):
         for u in self.utterances:
             reason = None
             if self.load_audio:
-                reason, header = _audio_problem(u.wav_path, rate)
+                reason, header = audio_problem(u.wav_path, rate)
                 if header:
                     self._note_header(u, header)
                     reason = self._alignment_problem(u, header[0] / header[1])
             if reason is None and self.load_images:
                 if u.image_path not in image_problems:
-                    image_problems[u.image_path] = _image_problem(u.image_path)
+                    image_problems[u.image_path] = decode_image_problem(u.image_path)
                 reason = image_problems[u.image_path]
             found.append((u, reason))
         before = len(self.skipped)
@@ -119,9 +116,9 @@ class SpeechImageDataset(torch.utils.data.Dataset):
         out = []
         for u in self.utterances:
             if u.wav_path not in self._headers:
-                reason, header = _audio_problem(u.wav_path, None)
+                reason, header = audio_problem(u.wav_path, None)
                 if reason:
-                    raise _error(u.wav_path, reason)
+                    raise corpus_error(u.wav_path, reason)
                 self._note_header(u, header)
             frames, rate = self._headers[u.wav_path]
             n = math.ceil(frames * self.sample_rate / rate)  # the length torchaudio's resample returns
@@ -156,19 +153,19 @@ class SpeechImageDataset(torch.utils.data.Dataset):
         try:
             data, rate = sf.read(str(u.wav_path), dtype="float32", always_2d=True)
         except (RuntimeError, OSError):
-            raise _error(u.wav_path, "corrupt audio" if u.wav_path.is_file() else "missing audio") from None
+            raise corpus_error(u.wav_path, "corrupt audio" if u.wav_path.is_file() else "missing audio") from None
         if data.shape[0] == 0:
-            raise _error(u.wav_path, "empty audio")
+            raise corpus_error(u.wav_path, "empty audio")
         if wav_shortfall(u.wav_path):
-            raise _error(u.wav_path, "truncated audio")
+            raise corpus_error(u.wav_path, "truncated audio")
         if not np.isfinite(data).all():
-            raise _error(u.wav_path, "corrupt audio", " (NaN/inf samples)")
+            raise corpus_error(u.wav_path, "corrupt audio", " (NaN/inf samples)")
         if self._alignment_problem(u, data.shape[0] / rate):
-            raise _error(u.source, "alignment past the audio")
+            raise corpus_error(u.source, "alignment past the audio")
         wav = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))  # mono: average the channels
         if rate != self.sample_rate:
             if not self.resample:
-                raise _error(u.wav_path, "wrong sample rate", f" ({rate} Hz, expected {self.sample_rate} Hz)")
+                raise corpus_error(u.wav_path, "wrong sample rate", f" ({rate} Hz, expected {self.sample_rate} Hz)")
             import torchaudio.functional  # imported late: torchaudio is slow to import and rarely needed
 
             wav = torchaudio.functional.resample(wav, rate, self.sample_rate)
@@ -182,9 +179,9 @@ class SpeechImageDataset(torch.utils.data.Dataset):
             with Image.open(u.image_path) as im:
                 image = im.convert("RGB")
         except FileNotFoundError:
-            raise _error(u.image_path, "missing image") from None
+            raise corpus_error(u.image_path, "missing image") from None
         except (OSError, ValueError):
-            raise _error(u.image_path, "corrupt image") from None
+            raise corpus_error(u.image_path, "corrupt image") from None
         return self.image_transform(image) if self.image_transform is not None else image
 
 
@@ -194,6 +191,17 @@ def _bad_path(u: Utterance, reason: str) -> str:
     if reason.endswith("image"):
         return str(u.image_path)
     return str(u.wav_path) if u.wav_path else f"caption {u.uid!r} of {u.image_path} (no wav listed)"
+
+
+def read_split(root, split: str) -> list[dict]:
+    """One dict per captioned utterance of a Flickr8k split (image_id, caption, image, wav or None, utt_id).
+
+    A plain view of read_flickr_split for the pocket trainers and probes: utterances with index problems are left
+    out, and a wav that is not on disk is None.
+    """
+    return [dict(image_id=u.image_name, caption=u.caption, image=u.image_path, utt_id=u.uid,
+                 wav=u.wav_path if u.wav_path is not None and u.wav_path.is_file() else None)
+            for u in read_flickr_split(root, split) if u.caption is not None and u.problem is None]
 
 
 class FlickrDataset(SpeechImageDataset):

@@ -28,7 +28,7 @@ def _stamp(path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def corpus_fingerprint(dataset, kind: str = "speech") -> str:
+def split_fingerprint(dataset, kind: str = "speech") -> str:
     """Hash of the split's utterances with the size and modification time of each wav ("speech") or image ("images").
 
     Keyed by (size, mtime) rather than content: hashing the 40k wavs of Flickr8k (about 5 GB) would cost a minute
@@ -129,7 +129,7 @@ def compute_image_embeds(clip, dataset, batch_size: int = 64) -> tuple[torch.Ten
 
 
 def cache_dir_for(cache_root: str | Path, encoder_key: str, dataset, kind: str = "speech") -> Path:
-    return Path(cache_root) / f"{encoder_key}-{corpus_fingerprint(dataset, kind)}"
+    return Path(cache_root) / f"{encoder_key}-{split_fingerprint(dataset, kind)}"
 
 
 def cached_features(speech_encoder, dataset, cache_root, encoder_key: str, batch_size: int = 16) -> FeatureStore:

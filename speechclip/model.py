@@ -204,11 +204,11 @@ def load_backbones(cfg: Config, random_init: bool = False, artifacts_dir=None):
     from speechclip.clip_encoder import load_clip
     from speechclip.speech_encoder import load_speech_encoder
 
-    pocket_dir = lambda section: artifacts_dir if section.name == "pocket" else None  # noqa: E731
-    speech = load_speech_encoder(cfg.speech, random_init, cache_dir=pocket_dir(cfg.speech),
-                                 pocket_cfg=cfg.pocket_hubert, corpus_root=cfg.data.root)
-    clip = load_clip(cfg.clip, random_init, cache_dir=pocket_dir(cfg.clip), pocket_cfg=cfg.pocket_clip,
-                     corpus_root=cfg.data.root)
+    # artifacts_dir is where pocket backbones are cached; the hub and open_clip keep their own download caches
+    speech = load_speech_encoder(cfg.speech, random_init, pocket_cfg=cfg.pocket_hubert, corpus_root=cfg.data.root,
+                                 artifacts_dir=artifacts_dir)
+    clip = load_clip(cfg.clip, random_init, pocket_cfg=cfg.pocket_clip, corpus_root=cfg.data.root,
+                     artifacts_dir=artifacts_dir)
     return speech, clip
 
 

@@ -21,14 +21,11 @@ from typing import Any
 import torch
 
 from speechclip.config import Config, load_config
-from speechclip.data import build_dataset
+from speechclip.data import SEEN_VOICES, SPLITS, build_dataset
 from speechclip.evaluation import evaluate
 from speechclip.features import FeatureDataset, cached_features, cached_image_embeds, collate_features
 from speechclip.model import SpeechCLIP, build_model, load_backbones, load_model
 from speechclip.train import fit
-
-SPLITS = ("train", "dev", "test")
-SEEN_VOICES = "seen_voices"  # synthetic corpora: the test split again, spoken by training speakers
 
 
 def backbone_key(cfg: Config, kind: str) -> str:

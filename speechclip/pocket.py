@@ -1,4 +1,4 @@
-"""Training-once, loading-forever glue for the pocket-size HuBERT and CLIP, plus a minimal Flickr8k-layout reader.
+"""Training-once, loading-forever glue for the pocket-size HuBERT and CLIP: finding the corpus, keying the cache.
 
 Cache: ``artifacts/pocket/<kind>-<key>/`` with key = hash(pocket config, corpus fingerprint); introduced in
 notebooks/01_backbones.ipynb.
@@ -13,11 +13,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from speechclip.corpora import SPLITS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPE_VERSION = {"hubert": 1, "clip": 1}  # bump when a training recipe changes, so stale caches are not reused
 
-__all__ = ["ensure_pocket_hubert", "ensure_pocket_clip", "pocket_dir", "corpus_fingerprint", "resolve_corpus",
-           "read_split"]
+__all__ = ["ensure_pocket_hubert", "ensure_pocket_clip", "pocket_dir", "corpus_fingerprint", "resolve_corpus"]
 
 
 def resolve_corpus(corpus_root=None) -> Path:
@@ -34,17 +35,6 @@ def resolve_corpus(corpus_root=None) -> Path:
     return root.resolve()
 
 
-def read_split(root, split: str) -> list[dict]:
-    """One dict per captioned utterance of a split (image_id, caption, image, wav or None, utt_id).
-
-    A thin view of speechclip.data.read_flickr_split, which owns the corpus format.
-    """
-    from speechclip.data import read_flickr_split
-    return [dict(image_id=u.image_name, caption=u.caption, image=u.image_path, utt_id=u.uid,
-                 wav=u.wav_path if u.wav_path is not None and u.wav_path.is_file() else None)
-            for u in read_flickr_split(root, split) if u.caption is not None and u.problem is None]
-
-
 def corpus_fingerprint(root) -> str:
     """Hash of metadata.json (synthetic corpora) or of the caption file and wav names (real ones)."""
     root = Path(root)
@@ -53,7 +43,7 @@ def corpus_fingerprint(root) -> str:
         h.update((root / "metadata.json").read_bytes())
     else:
         h.update((root / "Flickr8k.token.txt").read_bytes())
-        for split in ("train", "dev", "test"):
+        for split in SPLITS:
             f = root / f"Flickr_8k.{split}Images.txt"
             h.update(f.read_bytes() if f.is_file() else b"")
         wavs = root / "flickr_audio" / "wavs"

@@ -16,7 +16,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from speechclip.pocket import read_split
+from speechclip.data import read_split
 
 __all__ = ["model_config", "build_pocket_clip", "save_pocket_clip", "train_pocket_clip", "clip_loss"]
 

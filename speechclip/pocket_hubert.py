@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
 
-from speechclip.pocket import read_split
+from speechclip.data import read_split
 
 __all__ = ["hubert_config", "mfcc_features", "mfcc_many", "span_mask", "MaskedPredictionHead", "train_pocket_hubert"]
 
@@ -110,7 +110,8 @@ def _load_pcm16(path) -> torch.Tensor:
     return torch.from_numpy(wav[:, 0].copy())
 
 
-def _load_wav(path) -> torch.Tensor:
+def load_wav(path) -> torch.Tensor:
+    """(S,) float32 samples of a 16 kHz wav, channels averaged."""
     wav, sr = sf.read(str(path), dtype="float32", always_2d=False)
     if sr != 16000:
         raise ValueError(f"{path}: expected 16 kHz audio, got {sr} Hz")

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 
 from speechclip.alignments import read_ctm
-from speechclip.pocket import read_split
+from speechclip.metrics import mutual_retrieval
+from speechclip.data import read_split
 
-__all__ = ["encode_split", "recall_at_k", "clip_retrieval", "keyword_captions", "keyword_topline", "word_segments",
-           "word_probe"]
+__all__ = ["encode_split", "clip_retrieval", "keyword_captions", "keyword_topline", "word_segments", "word_probe"]
 
 FRAME_RATE = 50  # HuBERT frames per second (320 samples at 16 kHz)
 
@@ -38,24 +38,13 @@ def encode_split(clip, corpus_root, split: str = "test", batch_size: int = 256) 
             "caption_image": torch.tensor([where[r["image_id"]] for r in rows]), "captions": captions}
 
 
-def recall_at_k(sim: torch.Tensor, caption_image: torch.Tensor, ks=(1, 5, 10)) -> dict:
-    """Text->image and image->text recall (percent) from a (M captions, N images) similarity matrix.
-
-    Image->text counts a hit when any of the image's captions is in the top k (the usual Flickr protocol).
-    """
-    rank_t2i = sim.argsort(dim=1, descending=True)  # (M, N)
-    t2i_hit_rank = (rank_t2i == caption_image[:, None]).float().argmax(1)  # rank of the true image
-    rank_i2t = sim.T.argsort(dim=1, descending=True)  # (N, M)
-    owner = caption_image[rank_i2t]  # image of each retrieved caption
-    i2t_hit_rank = (owner == torch.arange(sim.shape[1])[:, None]).float().argmax(1)
-    return {"text_to_image": {f"R@{k}": round(100 * float((t2i_hit_rank < k).float().mean()), 2) for k in ks},
-            "image_to_text": {f"R@{k}": round(100 * float((i2t_hit_rank < k).float().mean()), 2) for k in ks}}
-
-
 def clip_retrieval(clip, corpus_root, split: str = "test") -> dict:
     """CLIP's caption<->image retrieval on a split: the topline any speech model can at best approach."""
     e = encode_split(clip, corpus_root, split)
-    out = recall_at_k(e["text_embeds"] @ e["image_embeds"].T, e["caption_image"])
+    # image rows repeated per caption: mutual_retrieval de-duplicates them and counts an image->text hit when any
+    # of the image's captions is in the top k (the usual Flickr protocol); keys "text2image_R@1", "image2text_R@1"
+    images = e["image_embeds"][e["caption_image"]]
+    out = mutual_retrieval(e["text_embeds"], images, e["caption_image"], "text", "image")
     return {**out, "pool": len(e["image_ids"]), "captions": len(e["captions"])}
 
 
@@ -71,8 +60,8 @@ def keyword_topline(clip, corpus_root, split: str = "test") -> dict:
     e = encode_split(clip, corpus_root, split)
     bags = keyword_captions(e["captions"])
     text = torch.cat([clip.encode_text(bags[s:s + 256]) for s in range(0, len(bags), 256)])
-    return {**recall_at_k(text @ e["image_embeds"].T, e["caption_image"]), "pool": len(e["image_ids"]),
-            "example": bags[0]}
+    out = mutual_retrieval(text, e["image_embeds"][e["caption_image"]], e["caption_image"], "text", "image")
+    return {**out, "pool": len(e["image_ids"]), "example": bags[0]}
 
 
 def word_segments(alignment, num_frames: int, frame_rate: float = FRAME_RATE) -> list[tuple[int, int, str]]:
@@ -88,11 +77,11 @@ def word_segments(alignment, num_frames: int, frame_rate: float = FRAME_RATE) ->
 @torch.no_grad()
 def _pooled_words(encoder, rows, ctm, batch_size: int = 16) -> tuple:
     """Word features per layer, mean-pooled and at the word's middle frame, (2, L+1, W, D); MFCC (2, W, 39); words."""
-    from speechclip.pocket_hubert import _load_wav, mfcc_many
+    from speechclip.pocket_hubert import load_wav, mfcc_many
     rows = sorted(rows, key=lambda r: r["wav"].stat().st_size)  # similar lengths per batch: less padding
     per_layer, mfcc, words = [], [], []
     for s in range(0, len(rows), batch_size):
-        wavs = [_load_wav(r["wav"]) for r in rows[s:s + batch_size]]
+        wavs = [load_wav(r["wav"]) for r in rows[s:s + batch_size]]
         lens = torch.tensor([len(w) for w in wavs])
         hs, feat_lens = encoder(torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True), lens)
         rate = getattr(encoder, "frame_rate", FRAME_RATE)

@@ -4,10 +4,12 @@
     python -m speechclip.regression --preset smoke --run-dir artifacts/regression/smoke --update-baselines
     python -m speechclip.regression --preset cpu --run-dir artifacts/regression/cpu --notebooks 00,01
 
-Run presets (`RUN_PRESETS`): `smoke` (config preset smoke on the smoke synthetic corpus, seconds per notebook, what
-the tests and CI run), `cpu` (alias `tutorial`: the notebooks' own offline defaults on the `cpu` corpus, about 35
-minutes on 2 cores), `base` and `large` (the paper presets: a GPU, downloaded or local weights and a prepared
-Flickr8k folder given with --data-dir; notebook 00 builds synthetic corpora only, so select 01,10,11). The run
+Run presets (`RUN_PRESETS`): `smoke` (model preset smoke on the CPU, on the seed-0 smoke synthetic corpus,
+seconds per notebook, what the tests and CI run), `cpu` (alias `tutorial`: the notebooks' own offline defaults on
+the seed-0 `cpu` corpus, about 35 minutes on 2 cores), `base` and `large` (the paper presets: a GPU, downloaded or
+local weights and a prepared Flickr8k folder given with --data-dir, which notebook 00 reads as it is). Each notebook
+gets the parameters of the one vocabulary (CONTRIBUTING.md) that it declares: CORPUS_PRESET, DATA_DIR,
+ARTIFACTS_DIR, FIGURES_DIR, PRESET (the model preset), SEED, DEVICE. The run
 folder keeps the executed notebooks, `artifacts/` (with `metrics/<notebook>.json`), `figures/` and `report.json`
 (parameters, wall times, every comparison row). `--compare-only` compares an earlier run folder again.
 
@@ -53,19 +55,18 @@ NOTEBOOK_DIR = REPO / "notebooks"
 BASELINE_DIR = REPO / "tests" / "baselines"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_BASELINE = 0, 1, 2, 3
 
-# Run preset -> synthetic corpus to build (or None), parameters for every notebook, and a note on what it needs.
+# Run preset -> synthetic corpus (notebook 00's CORPUS_PRESET, built strictly at seed 0 unless --data-dir is given;
+# None: --data-dir is required), the other notebook parameters, and a note on what it needs. The parameter names
+# are the notebooks' one vocabulary (CONTRIBUTING.md): PRESET is the model preset of load_config.
 RUN_PRESETS = {
-    "smoke": {"corpus": "smoke", "params": {"PRESET": "smoke"}, "needs": "CPU, seconds per notebook"},
+    "smoke": {"corpus": "smoke", "params": {"PRESET": "smoke", "DEVICE": "cpu"}, "needs": "CPU, seconds per notebook"},
     "cpu": {"corpus": "cpu", "params": {}, "needs": "CPU, about 35 minutes on 2 cores (the notebooks' defaults)"},
     "base": {"corpus": None, "params": {"PRESET": "base", "DEVICE": "cuda"},
-             "needs": "a GPU, HuBERT Base / CLIP ViT-B-32 weights, --data-dir with a prepared Flickr8k, "
-                      "--notebooks 01,10,11 (00 reads synthetic corpora only)"},
+             "needs": "a GPU, HuBERT Base / CLIP ViT-B-32 weights, --data-dir with a prepared Flickr8k"},
     "large": {"corpus": None, "params": {"PRESET": "large", "DEVICE": "cuda"},
-              "needs": "a GPU, HuBERT Large / CLIP ViT-L-14 weights, --data-dir with a prepared Flickr8k, "
-                       "--notebooks 01,10,11"},
+              "needs": "a GPU, HuBERT Large / CLIP ViT-L-14 weights, --data-dir with a prepared Flickr8k"},
 }
 ALIASES = {"tutorial": "cpu"}
-PARAM_ALIASES = {"ARTIFACTS_DIR": ("OUTPUT_DIR",)}  # older parameter names a notebook may still declare
 
 
 class RegressionFailure(Exception):
@@ -89,15 +90,19 @@ def notebooks(selection: str | None = None, folder: Path = NOTEBOOK_DIR) -> list
 
 
 def preset_parameters(preset: str, run_dir: Path, data_dir: str | None = None, seed: int | None = None) -> dict:
-    """Notebook parameters of a run preset: corpus, preset, and folders inside the run folder."""
+    """Notebook parameters of a run preset: corpus (CORPUS_PRESET, DATA_DIR), model PRESET, DEVICE, SEED and the
+    folders inside the run folder. Without `data_dir` the preset's synthetic corpus is the strict seed-0 one
+    (`make_corpus`), so that the numbers are those of the corpus the baseline was measured on."""
     spec = RUN_PRESETS[ALIASES.get(preset, preset)]
     if data_dir is None:
         if spec["corpus"] is None:
             raise ValueError(f"preset {preset!r} needs --data-dir; it needs {spec['needs']}")
-        from speechclip.synth import ensure_corpus
+        from speechclip.synth import make_corpus
 
-        data_dir = str(ensure_corpus(spec["corpus"], REPO / "data" / f"synthetic_{spec['corpus']}"))
-    params = {**spec["params"], "DATA_DIR": str(Path(data_dir).resolve()),
+        data_dir = str(make_corpus(REPO / "data" / f"synthetic_{spec['corpus']}", spec["corpus"], seed=0,
+                                   progress=False))
+    params = {**({"CORPUS_PRESET": spec["corpus"]} if spec["corpus"] else {}), **spec["params"],
+              "DATA_DIR": str(Path(data_dir).resolve()),
               "ARTIFACTS_DIR": str((run_dir / "artifacts").resolve()),
               "FIGURES_DIR": str((run_dir / "figures").resolve())}
     if seed is not None:
@@ -106,16 +111,11 @@ def preset_parameters(preset: str, run_dir: Path, data_dir: str | None = None, s
 
 
 def declared_parameters(notebook: Path, params: dict) -> dict:
-    """The subset of `params` the notebook's parameters cell declares (under an older alias where it uses one)."""
+    """The subset of `params` the notebook's parameters cell declares."""
     import papermill
 
     declared = set(papermill.inspect_notebook(str(notebook)))
-    out = {}
-    for name, value in params.items():
-        for candidate in (name, *PARAM_ALIASES.get(name, ())):
-            if candidate in declared:
-                out[candidate] = value
-    return out
+    return {name: value for name, value in params.items() if name in declared}
 
 
 def _kernel_environment() -> None:
@@ -199,7 +199,9 @@ def check_figure(path: Path) -> None:
 
 def collect(notebook: Path, params: dict) -> dict:
     """Check a finished notebook's metrics JSON and figures; return its metrics record."""
-    artifacts = Path(params.get("ARTIFACTS_DIR", params.get("OUTPUT_DIR", "")))
+    if "ARTIFACTS_DIR" not in params:
+        raise RegressionFailure(f"{notebook.name} declares no ARTIFACTS_DIR parameter: its metrics cannot be found")
+    artifacts = Path(params["ARTIFACTS_DIR"])
     path = artifacts / "metrics" / f"{notebook.stem}.json"
     if not path.exists():
         raise RegressionFailure(f"{notebook.name} did not record {path}")

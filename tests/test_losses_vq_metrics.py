@@ -92,6 +92,17 @@ def test_recall_at_k_ranks():
     assert p["speech2text_R@1"] == 100.0 and p["text2speech_R@1"] == 100.0
 
 
+def test_recall_at_k_counts_by_hand_in_both_directions():
+    sim = torch.tensor([[0.9, 0.1],    # caption 0 of image 0: its image ranks first
+                        [0.95, 0.2],   # caption 1 of image 1: second
+                        [0.3, 0.6]])   # caption 2 of image 1: first
+    t2i = recall_at_k(sim, torch.tensor([0, 1, 1]), ks=(1, 2))
+    assert t2i == pytest.approx({"R@1": 200 / 3, "R@2": 100.0})
+    # image 0 ranks caption 1 (image 1's) above its own caption 0; image 1 ranks its caption 2 first
+    i2t = recall_at_k(sim.T, [{0}, {1, 2}], ks=(1, 2))
+    assert i2t == {"R@1": 50.0, "R@2": 100.0}
+
+
 def test_keyword_hit_rate_per_slot():
     neighbours = torch.tensor([[[1, 2], [5, 6]], [[9, 9], [3, 4]]])  # (B=2, K=2, n=2)
     rates = keyword_hit_rate(neighbours, [{2, 7}, {4}])

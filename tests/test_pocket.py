@@ -14,6 +14,7 @@ from PIL import Image
 
 from speechclip import pocket, probes
 from speechclip.clip_encoder import load_clip
+from speechclip.data import read_split
 from speechclip.config import ClipConfig, PocketClipConfig, PocketHubertConfig, SpeechEncoderConfig
 from speechclip.speech_encoder import load_speech_encoder
 
@@ -80,7 +81,7 @@ TINY_CLIP = PocketClipConfig(embed_dim=32, image_size=32, patch_size=16, vision_
 
 
 def test_reader(corpus):
-    rows = pocket.read_split(corpus, "train")
+    rows = read_split(corpus, "train")
     assert len(rows) == 50 and rows[0]["wav"].is_file() and rows[0]["caption"].startswith("a ")
     assert pocket.resolve_corpus(str(corpus)) == corpus.resolve()
 
@@ -97,6 +98,21 @@ def test_pocket_hubert_trains_caches_and_loads(corpus, tmp_path):
     assert enc.num_hidden_states == 3 and enc.do_normalize
     hs, lens = enc(torch.randn(2, 8000), torch.tensor([8000, 6000]))
     assert hs.shape == (3, 2, 24, 32) and lens.tolist() == [24, 18]
+
+
+def test_load_backbones_caches_pocket_backbones_under_the_artifacts_dir_it_is_given(corpus, tmp_path):
+    from speechclip import load_backbones
+    from speechclip.config import Config
+
+    cfg = Config(pocket_hubert=TINY_HUBERT, pocket_clip=TINY_CLIP)
+    cfg.data.root, cfg.speech.name, cfg.clip.name, cfg.clip.pretrained = str(corpus), "pocket", "pocket", ""
+    artifacts = tmp_path / "my_artifacts"
+    speech, clip = load_backbones(cfg, artifacts_dir=artifacts)
+    assert speech.num_hidden_states == 3 and clip.embed_dim == 32
+    for kind, pocket_cfg in ("hubert", TINY_HUBERT), ("clip", TINY_CLIP):
+        assert (pocket.pocket_dir(kind, pocket_cfg, corpus, artifacts) / "training.json").is_file()
+        assert not pocket.pocket_dir(kind, pocket_cfg, corpus).exists(), "cached under <repo>/artifacts instead"
+    assert sorted(p.name.split("-")[0] for p in (artifacts / "pocket").iterdir()) == ["clip", "hubert"]
 
 
 def test_cache_key_depends_on_config_and_corpus(corpus, tmp_path):
@@ -117,24 +133,14 @@ def test_pocket_clip_trains_caches_and_loads(corpus, tmp_path):
     assert len(clip.vocab_ids) == 0  # the reduced vocabulary is opt-in (set_vocab)
 
 
-def test_probe_recall_counts_by_hand():
-    sim = torch.tensor([[0.9, 0.1],    # caption 0 of image 0: its image ranks first
-                        [0.95, 0.2],   # caption 1 of image 1: second
-                        [0.3, 0.6]])   # caption 2 of image 1: first
-    r = probes.recall_at_k(sim, torch.tensor([0, 1, 1]), ks=(1, 2))
-    assert r["text_to_image"] == {"R@1": 66.67, "R@2": 100.0}
-    # image 0 ranks caption 1 (image 1's) above its own caption 0; image 1 ranks its caption 2 first
-    assert r["image_to_text"] == {"R@1": 50.0, "R@2": 100.0}
-
-
 def test_probes_run(corpus, tmp_path):
     clip = load_clip(ClipConfig(name="pocket", pretrained=""), pocket_cfg=TINY_CLIP, corpus_root=corpus,
                      artifacts_dir=tmp_path)
     r = probes.clip_retrieval(clip, corpus, split="test")
     assert r["pool"] == 5 and r["captions"] == 25
-    assert r["text_to_image"]["R@5"] == r["text_to_image"]["R@10"] == 100.0  # a pool of 5: the image is in the top 5
-    for direction in r["text_to_image"], r["image_to_text"]:
-        assert 0 <= direction["R@1"] <= direction["R@5"] <= direction["R@10"] <= 100
+    assert r["text2image_R@5"] == r["text2image_R@10"] == 100.0  # a pool of 5: the image is in the top 5
+    for direction in "text2image", "image2text":
+        assert 0 <= r[f"{direction}_R@1"] <= r[f"{direction}_R@5"] <= r[f"{direction}_R@10"] <= 100
     enc = load_speech_encoder(SpeechEncoderConfig(name="pocket"), random_init=True, pocket_cfg=TINY_HUBERT)
     w = probes.word_probe(enc, corpus, max_train_utts=50, max_test_utts=25, min_count=2, probe_iters=10)
     assert len(w["mean"]["layer_accuracy"]) == len(w["frame"]["layer_accuracy"]) == 3

@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:
 from speechclip.synth import captions, corpus, scenes, tts  # noqa: E402
 from speechclip.synth.alignment import word_starts  # noqa: E402
 
-SPLIT_SIZES = dict(zip(corpus.SPLITS, corpus.PRESETS["smoke"]))
+SPLIT_SIZES = dict(zip(corpus.SPLITS, corpus.CORPUS_PRESETS["smoke"]))
 TOKEN_LINE = re.compile(r"^(syn\d{5})\.jpg#([0-4])\t([a-z ,:]+)$")
 
 
@@ -170,7 +170,7 @@ def test_mutate_changes_exactly_one_attribute(kind):
 
 
 def test_complete_corpus_is_reused_and_other_configs_need_force(monkeypatch, tmp_path, capsys):
-    monkeypatch.setitem(corpus.PRESETS, "tiny", (2, 1, 1))
+    monkeypatch.setitem(corpus.CORPUS_PRESETS, "tiny", (2, 1, 1))
     root = corpus.make_corpus(tmp_path / "tiny", "tiny", seed=0, workers=1, progress=False)
     before = _digest(root)
     stamp = (root / "metadata.json").stat().st_mtime_ns
@@ -189,6 +189,44 @@ def test_never_overwrites_a_folder_it_did_not_write(tmp_path):
     with pytest.raises(FileExistsError, match="not a synthetic corpus"):
         corpus.make_corpus(tmp_path, "smoke", force=True, progress=False)
     assert (tmp_path / "Images" / "real.jpg").exists()
+
+
+def _all_files(root: Path) -> dict[str, str]:  # hidden ones too: reading a corpus must not even leave a lock file
+    return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_ensure_corpus_reads_any_corpus_there_and_touches_nothing(flickr_root, monkeypatch, tmp_path):
+    before = _all_files(flickr_root)
+    assert corpus.ensure_corpus("smoke", flickr_root) == flickr_root  # a real-format Flickr8k folder
+    assert _all_files(flickr_root) == before and corpus.synthetic_metadata(flickr_root) is None
+    (flickr_root / "metadata.json").write_text(json.dumps({"preset": "mine", "seed": 3}))  # not ours either
+    assert corpus.ensure_corpus("smoke", flickr_root) == flickr_root and corpus.synthetic_metadata(flickr_root) is None
+    monkeypatch.setitem(corpus.CORPUS_PRESETS, "tiny", (2, 1, 1))
+    other_seed = corpus.make_corpus(tmp_path / "seed1", "tiny", seed=1, workers=1, progress=False)
+    before = _all_files(other_seed)
+    assert corpus.ensure_corpus("smoke", other_seed) == other_seed  # another preset and seed: read as it is
+    assert _all_files(other_seed) == before
+    assert {k: corpus.synthetic_metadata(other_seed)[k] for k in ("preset", "seed")} == {"preset": "tiny", "seed": 1}
+
+
+def test_ensure_corpus_makes_the_seed_0_default_only_where_there_is_none(monkeypatch, tmp_path):
+    monkeypatch.setitem(corpus.CORPUS_PRESETS, "tiny", (2, 1, 1))
+    monkeypatch.setattr(corpus.os, "cpu_count", lambda: 1)
+    made = corpus.ensure_corpus("tiny", tmp_path / "new")
+    assert corpus.synthetic_metadata(made)["seed"] == 0 and corpus.has_corpus(made)
+    half = tmp_path / "half"  # interrupted while writing: ours to finish, whatever seed it had
+    corpus.make_corpus(half, "tiny", seed=1, workers=1, progress=False)
+    (half / "metadata.json").unlink()
+    (half / corpus._IN_PROGRESS).write_text("{}")
+    assert not corpus.has_corpus(half) and corpus.synthetic_metadata(half) is None
+    corpus.ensure_corpus("tiny", half)
+    assert corpus.synthetic_metadata(half)["seed"] == 0 and _digest(half) == _digest(made)
+    (tmp_path / "foreign" / "Images").mkdir(parents=True)  # layout files but no corpus, and not ours: left alone
+    (tmp_path / "foreign" / "Images" / "real.jpg").write_bytes(b"not ours")
+    with pytest.raises(FileExistsError, match="not a synthetic corpus"):
+        corpus.ensure_corpus("tiny", tmp_path / "foreign")
+    assert (tmp_path / "foreign" / "Images" / "real.jpg").read_bytes() == b"not ours"
 
 
 def test_every_speaker_speaks_repeatably_with_exact_word_times():

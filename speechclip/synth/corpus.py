@@ -30,17 +30,16 @@ try:
 except ImportError:  # Windows: no advisory locks; concurrent runs into one folder are then the caller's problem
     fcntl = None
 
+from speechclip.corpora import SEEN_VOICES, SPLITS  # SEEN_VOICES: the test split again, in training voices
 from speechclip.synth import scenes, tts
 from speechclip.synth.captions import make_captions
 
 GENERATOR_VERSION = "4"  # 3: test split in held-out voices, seen_voices/ copy; 4: 180 training voices
-SPLITS = ("train", "dev", "test")
-PRESETS = {"smoke": (24, 8, 8), "cpu": (1500, 250, 500), "flickr8k": (6000, 1000, 1000)}  # images per split
+CORPUS_PRESETS = {"smoke": (24, 8, 8), "cpu": (1500, 250, 500), "flickr8k": (6000, 1000, 1000)}  # images per split
 CAPTIONS_PER_IMAGE = 5
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _IN_PROGRESS = ".synthetic_in_progress"  # names a half-written corpus that is safe to delete
 # metadata.json first: a corpus being replaced must stop looking complete before anything else goes
-SEEN_VOICES = "seen_voices"  # sub-corpus: the test split spoken by training speakers
 _OUTPUTS = ("metadata.json", SEEN_VOICES, "Images", "flickr_audio", "Flickr8k.token.txt", "flickr_8k.ctm",
             *(f"Flickr_8k.{s}Images.txt" for s in SPLITS))
 
@@ -62,10 +61,10 @@ class ImagePlan:
 
 def plan_corpus(preset: str, seed: int) -> list[ImagePlan]:
     """Scenes, captions and speakers of every image; unique scenes across all splits."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    if preset not in CORPUS_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(CORPUS_PRESETS)}")
     scene_rng, taken, plans = np.random.default_rng([seed, 0]), set(), []
-    for split, n_images in zip(SPLITS, PRESETS[preset]):
+    for split, n_images in zip(SPLITS, CORPUS_PRESETS[preset]):
         for scene, family, variant in scenes.sample_families(n_images, scene_rng, taken):
             index = len(plans) + 1
             rng = np.random.default_rng([seed, 1, index])
@@ -127,7 +126,7 @@ def _metadata(preset: str, seed: int, plans: list[ImagePlan], results: list[tupl
         images[plan.image_id] = {"split": plan.split, "family": plan.family, "variant": plan.variant,
                                  "layout": plan.scene.layout, "objects": objects}
     counts = {s: {"images": n, "utterances": n * CAPTIONS_PER_IMAGE}
-              for s, n in zip(SPLITS, PRESETS[preset]) if any(p.split == s for p in plans)}
+              for s, n in zip(SPLITS, CORPUS_PRESETS[preset]) if any(p.split == s for p in plans)}
     return {"generator": "speechclip.synth", "generator_version": GENERATOR_VERSION, "preset": preset, "seed": seed,
             "counts": counts, "sample_rate": tts.SAMPLE_RATE,
             "audio_hours": round(sum(r[1] for r in results) / 3600, 4),
@@ -202,8 +201,8 @@ def make_corpus(out_dir, preset: str = "cpu", seed: int = 0, workers: int | None
                 progress: bool = True) -> Path:
     """Generate (or find complete) the synthetic corpus for `preset` and `seed` under `out_dir`."""
     root = Path(out_dir)
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    if preset not in CORPUS_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(CORPUS_PRESETS)}")
     root.mkdir(parents=True, exist_ok=True)
     with _locked(root):
         return _make_locked(root, preset, seed, workers, force, progress)
@@ -234,6 +233,33 @@ def _make_locked(root: Path, preset: str, seed: int, workers: int | None, force:
     return root
 
 
+def has_corpus(root) -> bool:
+    """`root` holds a Flickr8k-layout corpus to read: its caption file, and no half-written synthetic one."""
+    root = Path(root)
+    return (root / "Flickr8k.token.txt").is_file() and not (root / _IN_PROGRESS).exists()
+
+
+def synthetic_metadata(root) -> dict | None:
+    """metadata.json of a complete synthetic corpus (preset, seed, scenes, voices); None for any other corpus."""
+    path = Path(root) / "metadata.json"
+    if not has_corpus(root) or not path.is_file():
+        return None
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    return meta if meta.get("generator") == "speechclip.synth" else None
+
+
 def ensure_corpus(preset: str, root=None) -> Path:
-    """The seed-0 corpus for `preset`, generated on first use; default root <repo>/data/synthetic_<preset>."""
-    return make_corpus(root if root is not None else REPO_ROOT / "data" / f"synthetic_{preset}", preset=preset, seed=0)
+    """The corpus in `root`, whatever made it; where `root` holds none, the seed-0 synthetic corpus of `preset`.
+
+    Real Flickr8k, your own recordings in the layout, a synthetic corpus of any preset or seed: each is read as it
+    is and never touched. Default root <repo>/data/synthetic_<preset>. make_corpus is the strict one: it wants
+    exactly its preset and seed and replaces another synthetic corpus only with force=True.
+    """
+    root = Path(root if root is not None else REPO_ROOT / "data" / f"synthetic_{preset}")
+    if has_corpus(root):
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(root):
+        if has_corpus(root):  # another process finished it while this one waited
+            return root
+        return _make_locked(root, preset, 0, None, False, True)

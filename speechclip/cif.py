@@ -13,7 +13,7 @@ The quantity loss L_q = mean_i |sum_t alpha_it - L*_i| teaches how many keywords
 
 The weights are computed for all tokens and frames at once as a (B, N, T) tensor, so there is no loop over
 frames or utterances; the running sum is kept in float64 so that floor(sum alpha) never flips on rounding.
-The notebook that teaches CIF (20_cif) is planned; `fire_weights` is the function it will check against.
+Introduced in notebooks/20_cif.ipynb, which checks a loop-based integrate-and-fire against `fire_weights`.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Figures the model notebooks show: training curves, retrievals, similarity, keyword hits and keyword attention.
 
 Every function takes plain data (lists, tensors, arrays, paths), draws one figure and returns it; saving is the
-caller's. Introduced in notebooks/10_parallel.ipynb (retrieval) and notebooks/11_cascaded.ipynb (keywords).
+caller's. Introduced in notebooks/10_parallel.ipynb (retrieval), notebooks/11_cascaded.ipynb (keywords) and
+notebooks/20_cif.ipynb (CIF firing positions).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 __all__ = ["read_metrics", "plot_training_curve", "plot_recall_bars", "plot_retrievals",
-           "plot_similarity_heatmap", "plot_keyword_hits", "plot_keyword_attention"]
+           "plot_similarity_heatmap", "plot_keyword_hits", "plot_keyword_attention", "plot_firing_positions"]
 
 HIT, MISS = "tab:green", "tab:red"
 
@@ -179,5 +180,40 @@ def plot_keyword_attention(attention, alignment: Sequence[tuple[str, float, floa
     if title:
         ax.set_title(title, fontsize=9, pad=28)
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01, label="attention")
+    fig.tight_layout()
+    return fig
+
+
+def plot_firing_positions(rows: Sequence[dict], title: str = "") -> Figure:
+    """One panel per utterance: log-mel spectrogram, true word ends (white, dashed) and CIF firing positions (cyan,
+    labelled with their keyword), the CIF weights alpha per frame below, evenly spaced fires as grey ticks.
+
+    Each row: mel (n_mels, F) log values, seconds, alignment [(word, start_s, end_s)], fire_times [s],
+    keywords [str] (one per fire), alpha (T,), frame_rate, even_times [s], text.
+    """
+    fig, axes = plt.subplots(2 * len(rows), 1, figsize=(11, 3.4 * len(rows)), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1] * len(rows)})
+    for n, row in enumerate(rows):
+        ax, ax_a = axes[2 * n, 0], axes[2 * n + 1, 0]
+        mel, seconds = _to_numpy(row["mel"]), row["seconds"]
+        ax.imshow(mel, origin="lower", aspect="auto", extent=(0, seconds, 0, mel.shape[0]), cmap="magma")
+        for word, start, end in row.get("alignment") or []:
+            ax.axvline(end, color="white", lw=1.0, ls="--")
+            ax.text((start + end) / 2, mel.shape[0] * 0.9, word, color="white", ha="center", fontsize=8)
+        for t, kw in zip(row["fire_times"], row.get("keywords") or [""] * len(row["fire_times"])):
+            ax.axvline(t, color="cyan", lw=1.4)
+            ax.text(t, mel.shape[0] * 0.05, kw, color="cyan", rotation=90, fontsize=8, ha="right", va="bottom")
+        for t in row.get("even_times", []):
+            ax.plot([t], [mel.shape[0] * 0.75], marker="v", color="0.8", ms=5)
+        ax.set(xlim=(0, seconds), ylabel="mel bin", xticks=[])
+        ax.set_title(row.get("text", ""), fontsize=9)
+        alpha = _to_numpy(row["alpha"])
+        starts = np.arange(len(alpha)) / row["frame_rate"]
+        ax_a.bar(starts, alpha, width=1 / row["frame_rate"], align="edge", color="tab:blue", alpha=0.7)
+        for t in row["fire_times"]:
+            ax_a.axvline(t, color="tab:cyan", lw=1.0)
+        ax_a.set(xlim=(0, seconds), ylim=(0, 1.05), ylabel="alpha", xlabel="time (s)" if n == len(rows) - 1 else "")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -167,3 +167,47 @@ def test_speed_perturbed_crop_keeps_length_and_maps_labels(tmp_path):
     # played 1.1x faster, the 440 Hz tone comes out near 484 Hz
     peak = lambda w: np.argmax(np.abs(np.fft.rfft(w.numpy()))) * 16000 / len(w)  # noqa: E731
     assert abs(peak(plain) - 440) < 5 and abs(peak(fast) - 484) < 6
+
+
+def test_unmasked_weight_mixes_the_masked_and_unmasked_cross_entropies():
+    from speechclip import pocket_hubert as ph
+    from transformers import HubertModel
+
+    cfg = PocketHubertConfig(**{**TINY_HUBERT.__dict__, "mask_prob": 0.2, "mask_length": 2})
+    model, head = HubertModel(ph.hubert_config(cfg)).eval(), ph.MaskedPredictionHead(cfg.hidden_size, cfg.num_clusters)
+    wavs, targets = torch.randn(2, 49 * 320 + 400), torch.randint(0, cfg.num_clusters, (2, 50))
+
+    def loss(weight):
+        return ph._step_loss(model, head, wavs, targets, PocketHubertConfig(**{**cfg.__dict__, "unmasked_weight": weight}),
+                             torch.Generator().manual_seed(0))[0]
+
+    # the same mask (same generator seed) in each call: recompute both terms by hand from it
+    mask = ph.span_mask(2, 50, cfg.mask_prob, cfg.mask_length, torch.Generator().manual_seed(0))
+    normed = torch.nn.functional.layer_norm(wavs, wavs.shape[-1:])
+    with torch.no_grad():
+        hidden = model(normed, mask_time_indices=mask).last_hidden_state[:, :50]
+        masked = torch.nn.functional.cross_entropy(head(hidden[mask]), targets[mask])
+        unmasked = torch.nn.functional.cross_entropy(head(hidden[~mask]), targets[~mask])
+        assert torch.allclose(loss(0.0), masked, atol=1e-5)
+        assert torch.allclose(loss(0.5), 0.5 * masked + 0.5 * unmasked, atol=1e-5)
+
+
+def test_second_iteration_trains_on_targets_from_the_first_models_features(corpus, tmp_path):
+    from speechclip.pocket_hubert import train_pocket_hubert
+
+    cfg = PocketHubertConfig(**{**TINY_HUBERT.__dict__, "second_iteration_steps": 2, "second_iteration_layer": 1})
+    info = json.loads((train_pocket_hubert(corpus, cfg, tmp_path / "h2") / "training.json").read_text())
+    assert len(info["loss_curve"]) == cfg.steps + 2
+    km = info["second_iteration_kmeans"]
+    assert km["layer"] == 1 and km["frames"] > cfg.num_clusters
+    assert pocket.pocket_dir("hubert", cfg, corpus) != pocket.pocket_dir("hubert", TINY_HUBERT, corpus)
+
+
+def test_pocket_hubert_options_are_validated():
+    from speechclip.config import load_config
+
+    with pytest.raises(ValueError, match="unmasked_weight"):
+        load_config("smoke", "parallel", {"pocket_hubert.unmasked_weight": 1.0})
+    with pytest.raises(ValueError, match="second_iteration_layer"):
+        load_config("smoke", "parallel", {"pocket_hubert.second_iteration_steps": 5,
+                                          "pocket_hubert.second_iteration_layer": 9})

@@ -277,3 +277,13 @@ def test_test_split_speaks_in_held_out_voices_and_seen_voices_repeats_it(smoke):
                                 for ln in (root / "Flickr8k.token.txt").read_text().splitlines()}
     main = captions_of(smoke)
     assert all(main[k] == v for k, v in captions_of(seen).items())  # the same captions, other voices
+
+
+def test_a_corpus_from_an_older_generator_is_replaced_without_force(tmp_path, monkeypatch):
+    root = corpus.make_corpus(tmp_path, "smoke", progress=False)
+    meta = json.loads((root / "metadata.json").read_text())
+    (root / "metadata.json").write_text(json.dumps({**meta, "generator_version": "0"}))
+    corpus.make_corpus(tmp_path, "smoke", progress=False)
+    assert json.loads((root / "metadata.json").read_text())["generator_version"] == corpus.GENERATOR_VERSION
+    with pytest.raises(FileExistsError, match="force"):  # another seed is another corpus: still refused
+        corpus.make_corpus(tmp_path, "smoke", seed=3, progress=False)

@@ -168,7 +168,12 @@ def _prepare(root: Path, config: dict, force: bool) -> bool:
     if found == config:
         return True
     ours = found is not None or (root / _IN_PROGRESS).exists()
-    if found is not None and not force:
+    outdated = found is not None and {k: v for k, v in found.items() if k != "generator_version"} == \
+        {k: v for k, v in config.items() if k != "generator_version"}
+    if outdated:  # the same corpus from an older generator: ours to replace, no choice of the user's is lost
+        print(f"{root}: replacing the synthetic corpus of generator version {found['generator_version']} "
+              f"with version {config['generator_version']}")
+    if found is not None and not (force or outdated):
         raise FileExistsError(f"{root} holds a synthetic corpus made with {found}, not {config}; "
                               "pass force=True (--force) to replace it")
     if not ours and any((root / name).exists() for name in _OUTPUTS):

@@ -46,7 +46,7 @@ def details(preset: str) -> dict:
     for kind in ("hubert", "clip"):
         for folder in sorted((ROOT / "artifacts" / "pocket").glob(f"{kind}-*")):
             out[f"pocket {kind} training"] = read_json(folder / "training.json").get("wall_seconds")
-    for nb in ("10_parallel", "11_cascaded"):
+    for nb in ("10_parallel", "11_cascaded", "20_cif"):
         wall = read_json(ROOT / "artifacts" / "metrics" / f"{nb}.json").get("wall_seconds", {})
         for k, v in wall.items():
             out[f"{nb}: {k}"] = v

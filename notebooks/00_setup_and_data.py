@@ -21,6 +21,9 @@
 # on: images, waveforms, captions and word alignments. You will also see how utterances become padded batches, why the
 # training set is cropped to 6.4 s, and how batching utterances of similar length cuts wasted compute.
 # Paper: SpeechCLIP §3.1 (data). Reference: [docs/reference.md](../docs/reference.md) §1.2 (audio preprocessing), §1.4 (images), §6 (data).
+#
+# **Wall time on the 2-core CPU:** 18 s once the corpus exists; making the `cpu` corpus first (`make tutorial` does)
+# takes 3.4 minutes (`benchmarks/tutorial_profile.py`).
 
 # %% tags=["parameters"]
 DATA_DIR = "../data/synthetic_cpu"  # any corpus in the Flickr8k layout: real, your own, or synthetic
@@ -103,7 +106,7 @@ metrics["images"] = {split: len({u.image_id for u in utts}) for split, utts in s
 splits["train"][0]
 
 # %% [markdown]
-# Sample output (cpu preset): `train 1500 images, 7500 utterances · dev 250, 1250 · test 500, 2500`; 24 speakers in
+# Sample output (cpu preset): `train 1500 images, 7500 utterances · dev 250, 1250 · test 500, 2500`; 180 speakers in
 # train and dev, and 8 held-out speakers, who never speak in train or dev, in test ("not in train" 8). The real
 # Flickr8k gives 6,000 / 1,000 / 1,000 images and 30,000 / 5,000 / 5,000 utterances (§6.1).
 
@@ -264,8 +267,9 @@ metrics["padding_random"], metrics["padding_bucketed"] = padding_fraction(random
 print(f"padding: random batches {metrics['padding_random']:.1%}, length buckets {metrics['padding_bucketed']:.1%}")
 
 # %% [markdown]
-# Sample output (cpu preset, batch 16): `padding: random batches 39.2%, length buckets 1.5%`: with random batches
-# about a third of the speech encoder's work would be spent on zeros.
+# Sample output (cpu preset, batch 16): `padding: random batches 43.0%<!-- 00_setup_and_data/padding_random*100 -->,
+# length buckets 1.9%<!-- 00_setup_and_data/padding_bucketed*100 -->`: with random batches over 40% of the speech
+# encoder's work would be spent on zeros.
 
 # %% [markdown]
 # ## Record the numbers

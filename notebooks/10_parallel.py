@@ -23,6 +23,9 @@
 # model's recall against chance, train it, and measure speech→image, image→speech and *zero-shot* speech↔text
 # retrieval. Paper: SpeechCLIP §2.2 (Shih et al., SLT 2022), the parallel model; reference
 # [docs/reference.md](../docs/reference.md) §2, §3, §7 and §9.
+#
+# **Wall time on the 2-core CPU:** 8.5 minutes with the defaults: caching the frozen features of every split
+# (4.5 minutes, reused by notebooks 11 and 20) and 1,000 training steps (2.8 minutes) (`benchmarks/tutorial_profile.py`).
 
 # %% tags=["parameters"]
 PRESET = "pocket"
@@ -163,7 +166,7 @@ print("parallel_embeds", check_shape(parallel_embeds, (B, D)), "norms",
 
 
 # %% [markdown]
-# Sample output (`PRESET="pocket"`, cpu corpus, 12.5 frames/s): `hidden_states (5, 4, 65, 192)`, `speech_feats (4, 65, 192)`, `parallel_embeds (4, 128)` with unit norms. HuBERT Base would give
+# Sample output (`PRESET="pocket"`, cpu corpus, 12.5<!-- unrecorded --> frames/s): `hidden_states (5, 4, 50, 192)`, `speech_feats (4, 50, 192)`, `parallel_embeds (4, 128)` with unit norms. HuBERT Base would give
 # `(13, B, T, 768)` and ViT-B/32 `D = 512`.
 
 # %% [markdown]
@@ -199,7 +202,7 @@ print(f"without the same-image mask: {no_mask:.4f}; logit scale s = 1/tau = {flo
 
 
 # %% [markdown]
-# Sample output (`PRESET="pocket"`, D = 128): `teaching 2.3302 = package 2.3302`, `without the same-image mask: 2.6902`, `s = 14.29`. Without the mask, captions of the same image count as negatives and the loss is higher for no
+# Sample output (`PRESET="pocket"`, D = 128): `teaching 2.3302 = package 2.3302`, `without the same-image mask: 2.6902`, `s = 14.29`<!-- unrecorded -->. Without the mask, captions of the same image count as negatives and the loss is higher for no
 # good reason: it pushes apart utterances that describe the same picture.
 
 # %% [markdown]
@@ -226,7 +229,7 @@ print(f"trainable {counted:,} (formula {by_formula:,}); frozen backbones {frozen
 
 # %% [markdown]
 # Sample output (`PRESET="pocket"`): `trainable 470,149 (formula 470,149); frozen backbones 9,905,057`: the bridge is
-# about 3% of the model, as in the paper (7.5 M of about 257 M for Base).
+# about 3% of the model, as in the paper (7.5<!-- unrecorded --> M of about 257 M for Base).
 
 # %% [markdown]
 # **An untrained model retrieves at chance.** Speech→image R@k by chance is k/N for N test images;
@@ -371,13 +374,16 @@ else:
 voices.round(2) if voices is not None else None
 
 # %% [markdown]
-# Sample output (`PRESET="pocket"`, 1,000 steps, seed 7122): speech→image R@1 / 5 / 10 = 2.6 / 11.0 / 18.2 % on the
-# held-out voices and 8.5 / 33.9 / 51.0 % on the same captions in training voices (chance 0.2 / 1.0 / 2.0 %, the
-# pocket CLIP's text→image topline 49.5 / 96.0 / 99.4 %; best dev R@1 14.3 % on 250 images in training voices). The
-# model has learned, far above chance, but it stays far below the topline, and a new voice costs two thirds of its
-# R@1: the word probe of notebook 01 shows the same gap in the pocket HuBERT's features (56 % against MFCC 80 % on
-# new voices). With frames that name the words instead of audio, this same branch and recipe reach 64 % of the
-# topline within three epochs (`benchmarks/README.md`, learning controls): the speech features are the ceiling.
+# Sample output (`PRESET="pocket"`, 1,000 steps, seed 7122): speech→image R@1 / 5 / 10 =
+# 9.3 / 30.3 / 46.7 %<!-- 10_parallel/test.speech2image_R@1 10_parallel/test.speech2image_R@5 10_parallel/test.speech2image_R@10 --> on the
+# held-out voices and 14.0 / 48.0 / 66.5 %<!-- 10_parallel/test_seen_voices.speech2image_R@1 10_parallel/test_seen_voices.speech2image_R@5 10_parallel/test_seen_voices.speech2image_R@10 -->
+# on the same captions in training voices (chance 0.2 / 1.0 / 2.0 %<!-- 10_parallel/chance.speech2image.R@1 10_parallel/chance.speech2image.R@5 10_parallel/chance.speech2image.R@10 -->,
+# the pocket CLIP's text→image topline 49.5 / 96.0 / 99.4 %<!-- 10_parallel/clip_topline.text2image_R@1 10_parallel/clip_topline.text2image_R@5 10_parallel/clip_topline.text2image_R@10 -->;
+# best dev R@1 21.6 %<!-- 10_parallel/dev_best.speech2image_R@1 --> on 250 images in training voices). The model has learned,
+# far above chance; a new voice keeps two thirds of its R@1, and it stays well below the topline, at about a fifth of
+# it. With frames that name the words instead of audio, this same branch and recipe reach 64 % of the topline within
+# three epochs (`benchmarks/README.md`, learning controls): the speech features are still the ceiling, even though
+# the word probe of notebook 01 now reads words from them as well as from MFCCs.
 
 # %% [markdown]
 # **Zero-shot speech↔text.** The model never saw text, yet its embeddings live in CLIP's space: rank every test

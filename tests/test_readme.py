@@ -1,0 +1,29 @@
+"""The README's results table is what the recorded tutorial run says (benchmarks/results_table.py)."""
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = ROOT / "tests" / "baselines" / "cpu.json"
+
+
+def _results_table():
+    spec = importlib.util.spec_from_file_location("results_table", ROOT / "benchmarks" / "results_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not BASELINE.exists(), reason="no cpu baseline: make regression PRESET=cpu UPDATE=1")
+def test_readme_results_match_the_recorded_tutorial_run():
+    rt = _results_table()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(re.escape(rt.START) + r"\n(.*?)\n" + re.escape(rt.END), text, flags=re.S)
+    assert found, f"README.md has no {rt.START} block"
+    assert found.group(1) == rt.render(rt.from_baseline(BASELINE)), (
+        "README results differ from tests/baselines/cpu.json: python benchmarks/results_table.py "
+        "--baseline tests/baselines/cpu.json")

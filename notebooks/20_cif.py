@@ -38,7 +38,7 @@ ARTIFACTS_DIR = "../artifacts"
 FIGURES_DIR = "../figures"
 SEED = 7122
 MAX_STEPS = None  # None: the preset's value (pocket: 1000)
-DEVICE = "auto"  # "auto": cuda when available; used for evaluation here (fit picks its own device)
+DEVICE = "auto"  # where the model trains (fit) and is evaluated: "auto" (cuda when available), "cpu", "cuda:1"
 RESUME = False  # True: continue ARTIFACTS_DIR/runs/20_cif instead of starting it over
 
 # %%
@@ -65,12 +65,13 @@ from speechclip.features import collate_features
 from speechclip.metrics import chance_recall
 from speechclip.model import load_model, read_checkpoint
 from speechclip.notebook import assert_near_chance, check_shape, save_figure, save_metrics
+from speechclip.train import resolve_device
 
 print(f"speechclip from {Path(speechclip.__file__).parent}")
 
 # %%
 NB, t_start = "20", time.perf_counter()  # figure-name prefix; notebook wall clock
-device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if DEVICE == "auto" else DEVICE)
+device = resolve_device(DEVICE)  # as fit resolves train.device, which the config below sets to DEVICE
 figures, run_dir = Path(FIGURES_DIR), Path(ARTIFACTS_DIR) / "runs" / "20_cif"
 figures.mkdir(parents=True, exist_ok=True)
 print(f"torch {torch.__version__} on {device}; run directory {run_dir}")
@@ -106,7 +107,7 @@ print(f"torch {torch.__version__} on {device}; run directory {run_dir}")
 # The `cascaded_plus` family with the same preset, corpus, backbones and cached features as notebooks 10 and 11.
 
 # %%
-overrides = {"data.root": DATA_DIR, "train.seed": SEED}
+overrides = {"data.root": DATA_DIR, "train.seed": SEED, "train.device": DEVICE}
 if MAX_STEPS is not None:
     overrides["train.max_steps"] = MAX_STEPS
 cfg = load_config(PRESET, "cascaded_plus", overrides)

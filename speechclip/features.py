@@ -1,7 +1,7 @@
 """Frozen-encoder outputs computed once per corpus split and reused, so CPU training runs only what trains.
 
 The speech encoder and CLIP are frozen (§1.5), so their outputs for a fixed utterance never change: all L+1
-hidden states are stored as float16 in one memory-mapped file per split, and each image's CLIP embedding once.
+hidden states are stored as float16 in one file per split, and each image's CLIP embedding once.
 The training-time 6.4 s crop (§1.2) becomes a crop of 6.4 s worth of frames (320 at HuBERT's 50 frames/s, 80 when
 the encoder pools 4 frames); frames near the crop edge saw the full context, a documented difference from
 cropping the waveform. Each store records the encoder's frame rate. Introduced in notebooks/10_parallel.ipynb.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -45,24 +46,61 @@ def split_fingerprint(dataset, kind: str = "speech") -> str:
 
 
 class FeatureStore:
-    """Memory-mapped hidden states (total_frames, L+1, D_a) of one split, with its utterance index."""
+    """Hidden states (total_frames, L+1, D_a) of one split on disk, with its utterance index.
+
+    Each utterance is read with one positioned read (os.pread) when asked for. A memory map would serve the same
+    bytes, but every page it touched would count in the process's resident memory (1.7 GB of the 3.4 GB peak of
+    notebook 10's training on the `cpu` corpus, benchmarks/README.md); read this way the pages stay in the kernel's
+    page cache, which any other program can reclaim, and the process holds only the batch it is using.
+    """
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self.index = json.loads((self.directory / "index.json").read_text())
-        shape = (self.index["total_frames"], self.index["num_states"], self.index["dim"])
-        self.hidden = np.memmap(self.directory / "hidden.f16", dtype=np.float16, mode="r", shape=shape)
+        self.path = self.directory / "hidden.f16"
+        self.shape = (self.index["total_frames"], self.index["num_states"], self.index["dim"])
+        self.frame_bytes = self.shape[1] * self.shape[2] * 2  # float16
+        expected, actual = self.shape[0] * self.frame_bytes, self.path.stat().st_size
+        if actual != expected:
+            raise ValueError(f"{self.path}: {actual} bytes where its index.json describes {expected} "
+                             f"({self.shape[0]} frames x {self.shape[1]} states x {self.shape[2]} dims, float16): "
+                             f"the cache was cut short or overwritten. Delete {self.directory.parent} and it is "
+                             "computed again on next use.")
         self.offsets = np.asarray(self.index["offsets"])
         self.lengths = np.asarray(self.index["lengths"])
         self.frame_rate = float(self.index.get("frame_rate", FRAMES_PER_SECOND))
+        self._fd, self._pid = None, None
 
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def _file(self) -> int:
+        if self._pid != os.getpid():  # one descriptor per process: DataLoader workers do not share the parent's
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        return self._fd
+
     def __getitem__(self, i: int) -> torch.Tensor:
         """(T, L+1, D_a) float32 hidden states of utterance i."""
-        start = self.offsets[i]
-        return torch.from_numpy(np.array(self.hidden[start: start + self.lengths[i]], dtype=np.float32))
+        n = int(self.lengths[i]) * self.frame_bytes
+        start = int(self.offsets[i]) * self.frame_bytes
+        if hasattr(os, "pread"):
+            raw = os.pread(self._file(), n, start)
+        else:  # Windows has no pread
+            with open(self.path, "rb") as fh:
+                fh.seek(start)
+                raw = fh.read(n)
+        if len(raw) != n:
+            raise ValueError(f"{self.path}: utterance {i} ends past the end of the file; delete "
+                             f"{self.directory.parent} and it is computed again on next use.")
+        frames = np.frombuffer(raw, dtype=np.float16).reshape(-1, *self.shape[1:])
+        return torch.from_numpy(frames.astype(np.float32))
+
+    def __getstate__(self) -> dict:  # picklable for spawned workers: the descriptor is reopened there
+        return {**self.__dict__, "_fd": None, "_pid": None}
+
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None and self._pid == os.getpid():
+            os.close(self._fd)
 
     @staticmethod
     def exists(directory: str | Path) -> bool:
@@ -70,8 +108,12 @@ class FeatureStore:
 
 
 @torch.no_grad()
-def compute_features(speech_encoder, dataset, directory: str | Path, batch_size: int = 16) -> FeatureStore:
-    """Run the frozen encoder over every utterance (longest first, so the memory peak comes early)."""
+def compute_features(speech_encoder, dataset, directory: str | Path, batch_size: int = 8) -> FeatureStore:
+    """Run the frozen encoder over every utterance (longest first, so the memory peak comes early).
+
+    Batches of 8 ran the pocket HuBERT 8-17% faster than batches of 16 on the 2-core CPU, and 32 was slower still
+    (`benchmarks/feature_batch.py`): larger padded batches leave the CPU caches. On a GPU pass a larger batch_size.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     order = np.argsort(-np.asarray(dataset.lengths()), kind="stable")
@@ -132,7 +174,7 @@ def cache_dir_for(cache_root: str | Path, encoder_key: str, dataset, kind: str =
     return Path(cache_root) / f"{encoder_key}-{split_fingerprint(dataset, kind)}"
 
 
-def cached_features(speech_encoder, dataset, cache_root, encoder_key: str, batch_size: int = 16) -> FeatureStore:
+def cached_features(speech_encoder, dataset, cache_root, encoder_key: str, batch_size: int = 8) -> FeatureStore:
     """The split's FeatureStore, computed on first use and reused after."""
     directory = cache_dir_for(cache_root, encoder_key, dataset) / "speech"
     if FeatureStore.exists(directory):

@@ -91,3 +91,22 @@ def test_pipeline_missing_image_is_named(flickr_root, tiny_pipeline):
     with pytest.raises(CorpusError, match=rf"{image.name}: missing image"):
         tiny_pipeline("raise")
     assert len(tiny_pipeline("skip").features["dev"]) == 5
+
+
+def test_feature_store_reads_what_was_written_and_names_a_cut_short_cache(flickr_root, tmp_path):
+    import numpy as np
+
+    from speechclip.features import FeatureStore
+
+    encoder = tiny_speech_encoder()
+    ds = FlickrDataset(flickr_root, "dev", load_images=False)
+    store = cached_features(encoder, ds, tmp_path, "speech-x")
+    mapped = np.memmap(store.path, dtype=np.float16, mode="r", shape=store.shape)  # the bytes as written
+    for i in range(len(store)):
+        start, n = store.offsets[i], store.lengths[i]
+        assert torch.equal(store[i], torch.from_numpy(np.array(mapped[start: start + n], dtype=np.float32)))
+    del mapped
+    with open(store.path, "r+b") as fh:  # an interrupted copy
+        fh.truncate(store.path.stat().st_size - 2)
+    with pytest.raises(ValueError, match=r"hidden\.f16.*cut short.*Delete"):
+        FeatureStore(store.directory)

@@ -112,7 +112,8 @@ def test_load_backbones_caches_pocket_backbones_under_the_artifacts_dir_it_is_gi
     for kind, pocket_cfg in ("hubert", TINY_HUBERT), ("clip", TINY_CLIP):
         assert (pocket.pocket_dir(kind, pocket_cfg, corpus, artifacts) / "training.json").is_file()
         assert not pocket.pocket_dir(kind, pocket_cfg, corpus).exists(), "cached under <repo>/artifacts instead"
-    assert sorted(p.name.split("-")[0] for p in (artifacts / "pocket").iterdir()) == ["clip", "hubert"]
+    cached = [p.name.split("-")[0] for p in (artifacts / "pocket").iterdir() if not p.name.startswith(".")]
+    assert sorted(cached) == ["clip", "hubert"]  # besides hidden lock files
 
 
 def test_cache_key_depends_on_config_and_corpus(corpus, tmp_path):
@@ -131,6 +132,29 @@ def test_pocket_clip_trains_caches_and_loads(corpus, tmp_path):
     assert img.shape == (3, 32, 32)
     assert clip.encode_image(img[None]).shape == (1, 32)
     assert len(clip.vocab_ids) == 0  # the reduced vocabulary is opt-in (set_vocab)
+
+
+def test_background_training_writes_the_same_cache_and_a_second_caller_waits_for_it(corpus, tmp_path):
+    job = pocket.train_in_background("clip", TINY_CLIP, corpus, artifacts_dir=tmp_path, threads=1)
+    assert job.running  # the caller goes on while it trains
+    folder = pocket.ensure_pocket_clip(TINY_CLIP, corpus, artifacts_dir=tmp_path)  # waits on the lock
+    assert job.wait() == folder == pocket.pocket_dir("clip", TINY_CLIP, corpus, tmp_path)
+    stamp = (folder / "training.json").stat().st_mtime_ns
+    again = pocket.train_in_background("clip", TINY_CLIP, corpus, artifacts_dir=tmp_path)
+    assert not again.running and again.wait() == folder  # cached: nothing started
+    assert (folder / "training.json").stat().st_mtime_ns == stamp  # trained once
+    assert [p.name for p in (tmp_path / "pocket").iterdir() if p.is_dir()] == [folder.name]
+
+
+def test_background_training_failure_names_its_log(tmp_path):
+    from speechclip.config import PocketClipConfig
+
+    broken = tmp_path / "corpus"
+    broken.mkdir()
+    (broken / "Flickr8k.token.txt").write_text("")  # no splits, no images: training must fail
+    job = pocket.train_in_background("clip", PocketClipConfig(epochs=1), broken, artifacts_dir=tmp_path)
+    with pytest.raises(RuntimeError, match=r"in the background failed .*log is .*\.log"):
+        job.wait()
 
 
 def test_probes_run(corpus, tmp_path):

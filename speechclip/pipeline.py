@@ -4,7 +4,11 @@ The notebooks walk through these steps one cell at a time; this module is the sa
 command line for long or GPU runs:
 
     python -m speechclip.pipeline --preset pocket --family parallel --out artifacts/runs/parallel
+    torchrun --nproc_per_node 4 -m speechclip.pipeline --preset base --family parallel --out runs/p \
+        --set data.root=data/flickr8k
 
+Under torchrun (one process per GPU) the first process computes the frozen-feature caches while the others wait,
+every process then trains its shard of each batch (DDP, `speechclip.train`), and the first one evaluates.
 Introduced in notebooks/10_parallel.ipynb.
 """
 from __future__ import annotations
@@ -13,19 +17,21 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from speechclip.config import Config, load_config
 from speechclip.data import SEEN_VOICES, SPLITS, build_dataset
 from speechclip.evaluation import evaluate
 from speechclip.features import FeatureDataset, cached_features, cached_image_embeds, collate_features
 from speechclip.model import SpeechCLIP, build_model, load_backbones, load_model
-from speechclip.train import fit
+from speechclip.train import dist_info, fit
 
 
 def backbone_key(cfg: Config, kind: str) -> str:
@@ -89,6 +95,8 @@ def train_and_evaluate(exp: Experiment, out_dir: str | Path, resume: bool = True
     model = exp.model()
     state = fit(model, exp.features["train"], exp.features["dev"], exp.cfg, out_dir, collate_features,
                 resume=resume, progress=progress, allow_config_change=allow_config_change)
+    if dist_info()[0] != 0:  # under torchrun the first process evaluates and writes result.json
+        return {"family": exp.cfg.model.family, "steps": state.step, "rank": dist_info()[0]}
     best = load_model(out_dir / "best.pt", exp.speech_encoder, exp.clip)
     metrics = evaluate(best, exp.features["test"], collate_features, exp.cfg.data.eval_batch_size)
     result = {"family": exp.cfg.model.family, "test": metrics, "dev_best": state.best_metrics,
@@ -148,8 +156,28 @@ def main(argv=None) -> None:
                    help="resume the run in --out even though its checkpoint was written with other settings")
     args = p.parse_args(argv)
     cfg = load_config(args.preset, args.family, parse_overrides(args.set))
+    distributed = init_distributed()
+    if distributed and dist.get_rank() != 0:
+        dist.barrier()  # the first process fills the caches; the others then read them
     exp = prepare(cfg, args.artifacts)
-    print(json.dumps(train_and_evaluate(exp, args.out, allow_config_change=args.allow_config_change), indent=2))
+    if distributed and dist.get_rank() == 0:
+        dist.barrier()
+    result = train_and_evaluate(exp, args.out, allow_config_change=args.allow_config_change)
+    if not distributed or dist.get_rank() == 0:
+        print(json.dumps(result, indent=2))
+    if distributed:
+        dist.destroy_process_group()
+
+
+def init_distributed() -> bool:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1): NCCL on GPUs, gloo on CPUs."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return True
 
 
 if __name__ == "__main__":

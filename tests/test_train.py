@@ -219,3 +219,24 @@ def test_cut_short_checkpoints_name_the_file(tmp_path):
         run(tmp_path)
     with pytest.raises(WeightsError, match=r"best.pt \(\d+ bytes\) is not a readable checkpoint"):
         load_model(tmp_path / "best.pt", tiny_speech_encoder(), tiny_clip())
+
+
+def test_pipeline_command_under_torchrun_trains_once_and_evaluates_on_the_first_process(tmp_path):
+    """`torchrun -m speechclip.pipeline`: one set of caches, DDP training, one result.json (gloo on the CPU)."""
+    from test_pocket import make_corpus
+
+    corpus = tmp_path / "corpus"
+    make_corpus(corpus)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path), "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "speechclip.pipeline", "--preset", "smoke", "--family", "parallel", "--out", str(tmp_path / "run"),
+           "--artifacts", str(tmp_path / "artifacts"),
+           "--set", f"data.root={corpus}", "train.max_steps=4", "data.batch_size=4", "train.device=cpu",
+           "pocket_hubert.steps=4", "pocket_clip.epochs=1"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["steps"] == 4 and "speech2image_R@1" in result["test"]
+    assert proc.stdout.count('"family"') == 1  # printed by the first process only
+    assert len(list((tmp_path / "artifacts" / "features").glob("speech-*"))) == 3  # train, dev, test: cached once
+    assert len([p for p in (tmp_path / "artifacts" / "pocket").iterdir() if not p.name.startswith(".")]) == 2

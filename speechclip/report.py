@@ -56,8 +56,10 @@ def spread(findings: dict | None, family: str, key: str) -> float | None:
     """
     families = (findings or {}).get("families", findings or {})
     entry = families.get(family) if isinstance(families, dict) else None
+    if not isinstance(entry, dict):
+        return None
     for candidate in (key, key.split(".", 1)[-1]):
-        value = lookup(entry, candidate) if "." in candidate else (entry or {}).get(candidate)
+        value = entry.get(candidate, lookup(entry, candidate))
         if isinstance(value, dict) and isinstance(value.get("std"), (int, float)):
             return float(value["std"])
     return None

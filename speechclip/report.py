@@ -22,6 +22,7 @@ MODEL_LABELS = {"parallel": "Parallel", "cascaded": "Cascaded (K = 8)", "cascade
 FINDINGS_FILE = Path("findings") / "findings.json"  # under ARTIFACTS_DIR, written by speechclip.findings
 RETRIEVAL_KEYS = tuple(f"{d}_R@{k}" for d in ("speech2image", "image2speech") for k in (1, 5, 10))
 ZERO_SHOT_KEYS = tuple(f"{d}_R@{k}" for d in ("speech2text", "text2speech") for k in (1, 5, 10))
+TIE = 1e-4  # recall points: float32 recalls of one ranking differ from the exact chance level by about 1e-6
 VERDICT_CODES = {"yes": 1, "no": 0, "within noise": 0.5}  # "not run" is recorded as nothing
 
 
@@ -71,7 +72,9 @@ def judge(ours: float | None, against: float | None, noise: float | None = None,
         return "not run"
     if noise is not None and abs(ours - against) <= noise:
         return "within noise"
-    return "yes" if (ours >= against if at_least else ours > against) else "no"
+    if abs(ours - against) <= TIE:
+        return "yes" if at_least else "no"
+    return "yes" if ours > against else "no"
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ def test_lookup_follows_dotted_paths_and_returns_none_when_missing(records):
     (10, 2, None, False, "yes"), (2, 10, None, False, "no"), (5, 5, None, False, "no"), (5, 5, None, True, "yes"),
     (None, 2, None, False, "not run"), (10, None, 1.0, False, "not run"), (10, 9.5, 1.0, False, "within noise"),
     (10, 8, 1.0, False, "yes"), (8, 10, 1.0, True, "no"),
+    (2.500000037, 2.500000000002, None, False, "no"), (2.49999998, 2.5, None, True, "yes"),  # float32 ties
 ])
 def test_judge(ours, against, noise, at_least, verdict):
     assert report.judge(ours, against, noise, at_least) == verdict

@@ -49,7 +49,7 @@ def lookup(record: dict | None, path: str):
     return value
 
 
-def spread(findings: dict | None, family: str, key: str) -> float | None:
+def seed_spread(findings: dict | None, family: str, key: str) -> float | None:
     """The standard deviation over seeds of one family's metric in findings.json, or None where it has none.
 
     Read tolerantly, as {"families": {family: {key: {"std": s}}}} or without the "families" level, with the key
@@ -119,7 +119,7 @@ def family_value(records: dict, family: str, key: str):
 def judge_finding(finding: Finding, records: dict, findings: dict | None = None) -> dict:
     """One row of a "finding reproduced?" table: the claim, what the paper shows, our two numbers, the verdict."""
     ours, against = family_value(records, *finding.a), family_value(records, *finding.b)
-    spreads = [spread(findings, fam, key) for fam, key in (finding.a, finding.b)
+    spreads = [seed_spread(findings, fam, key) for fam, key in (finding.a, finding.b)
                if "chance" not in key]  # chance is exact, it has no spread
     known = [s for s in spreads if s is not None]
     noise = math.sqrt(sum(s * s for s in known)) if known else None

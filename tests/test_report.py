@@ -73,8 +73,8 @@ def test_a_spread_from_findings_turns_a_small_difference_into_noise(records, lay
     per_family = {"cascaded_plus": {"test.kw_avg": {"mean": 70.0, "std": 2.0}},
                   "cascaded": {"kw_avg": {"mean": 72.0, "std": 1.0}}}
     findings = {"families": per_family} if layout == "families" else per_family
-    assert report.spread(findings, "cascaded", "test.kw_avg") == 1.0
-    assert report.spread(findings, "parallel", "test.kw_avg") is None and report.spread(None, "cascaded", "x") is None
+    assert report.seed_spread(findings, "cascaded", "test.kw_avg") == 1.0
+    assert report.seed_spread(findings, "parallel", "test.kw_avg") is None and report.seed_spread(None, "cascaded", "x") is None
     row = report.judge_finding(next(f for f in report.FINDINGS if f.key == "cif_over_fixed_k"), records, findings)
     assert row["reproduced?"] == "within noise" and row["spread"] == "±2.2"  # sqrt(2² + 1²) > 72 - 70
     assert report.verdict_codes({"x": row}) == {"x": 0.5}

@@ -94,7 +94,7 @@ for line in report.missing_notebooks(records):
 findings = report.load_findings(ARTIFACTS_DIR)
 if findings is None:
     print(f"no {report.FINDINGS_FILE} under ARTIFACTS_DIR: one seed per model, no spreads "
-          "(python -m speechclip.findings writes it from runs over several seeds)")
+          "(speechclip.findings writes it from runs of notebooks 10-21 over several seeds)")
 pd.DataFrame({nb: {"recorded": r is not None, "steps": (r or {}).get("steps"), "family": (r or {}).get("family")}
               for nb, r in records.items()}).T
 
@@ -391,8 +391,8 @@ print(out, "| figures:", sorted(p.name for p in figures.glob(f"{NB}_*.png")))
 #
 # ## Exercises
 #
-# 1. Run notebooks 10, 11 and 20 with two more `SEED` values, write `findings.json` with `python -m
-#    speechclip.findings`, and rerun this notebook. Which verdicts turn into "within noise"?
+# 1. Run notebooks 10, 11 and 20 with two more `SEED` values, write `findings.json` with `speechclip.findings`,
+#    and rerun this notebook. Which verdicts turn into "within noise"?
 # 2. Colour the embedding map by a scene attribute instead of by modality (the synthetic corpus's
 #    `metadata.json` lists them per image). Which attribute does the first principal axis of the speech cloud follow?
 # 3. Add a finding of your own to `speechclip.report.FINDINGS`, e.g. "the parallel model keeps most of its R@1 on

@@ -23,6 +23,7 @@ except ImportError:  # Windows: no advisory locks; two processes training one ba
     fcntl = None
 
 from speechclip.corpora import SPLITS
+from speechclip.memory import release_freed_memory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPE_VERSION = {"hubert": 1, "clip": 1}  # bump when a training recipe changes, so stale caches are not reused
@@ -105,6 +106,7 @@ def _ensure(kind: str, train_fn, cfg, corpus_root, artifacts_dir) -> Path:
                 tmp.rename(out)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+            release_freed_memory()  # the training's buffers, so the rest of a notebook starts from what it holds
     return out
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 from speechclip.alignments import read_ctm
 from speechclip.metrics import mutual_retrieval
 from speechclip.data import read_split
+from speechclip.memory import release_freed_memory
 
 __all__ = ["encode_split", "clip_retrieval", "keyword_captions", "keyword_topline", "word_segments", "word_probe"]
 
@@ -92,6 +93,8 @@ def _pooled_words(encoder, rows, ctm, batch_size: int = 16) -> tuple:
                 per_layer.append(torch.stack([hs[:, b, a:e].mean(1), hs[:, b, mid]]))
                 mfcc.append(torch.stack([m[ma:me].mean(0), m[m_mid]]))
                 words.append(word)
+        del hs, wavs
+        release_freed_memory()
     return torch.stack(per_layer, 2).float().numpy(), torch.stack(mfcc, 1).numpy(), words
 
 

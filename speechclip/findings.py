@@ -36,13 +36,12 @@ from pathlib import Path
 import torch
 
 from speechclip import boundaries
-from speechclip.config import load_config
+from speechclip.config import FAMILIES, load_config
 from speechclip.features import collate_features
 from speechclip.model import load_model
 from speechclip.pipeline import parse_overrides, prepare, train_and_evaluate
 from speechclip.train import resolve_device
 
-FAMILIES = ("parallel", "cascaded", "cascaded_plus", "hybrid", "hybrid_plus")
 FIRST_SEED = 7122  # the notebooks' SEED
 TOLERANCES = {"20ms": 0.02, "50ms": 0.05}
 RETRIEVAL = ("speech2image_R@1", "speech2image_R@5", "speech2image_R@10", "image2speech_R@1")
@@ -77,7 +76,7 @@ def key_metrics(family: str, test: dict, bounds: dict | None = None) -> dict:
 
 
 @torch.no_grad()
-def boundary_scores(exp, model, device) -> dict:
+def cif_boundaries(exp, model, device) -> dict:
     """CIF firing frames and evenly spaced ones against the test split's word ends, per tolerance (notebook 20)."""
     model = model.to(device).eval()
     test, frame_rate = exp.features["test"], exp.speech_encoder.frame_rate
@@ -117,7 +116,7 @@ def run_one(exp, cfg, run_dir: Path) -> dict:
     result["config"] = plain_config(cfg)
     if cfg.model.family == "cascaded_plus" and exp.datasets["test"].alignments is not None:
         best = load_model(run_dir / "best.pt", exp.speech_encoder, exp.clip)
-        result["boundaries"] = boundary_scores(exp, best, resolve_device(cfg.train.device))
+        result["boundaries"] = cif_boundaries(exp, best, resolve_device(cfg.train.device))
     (run_dir / "result.json").write_text(json.dumps(result, indent=2))  # with its config: the run is complete
     return {**result, "seconds": time.perf_counter() - t0}
 
@@ -170,7 +169,7 @@ def verdicts(runs: dict) -> dict:
     return out
 
 
-def table(findings: dict):
+def claims_table(findings: dict):
     """findings.json -> one row per (claim, metric): both means with their std, difference, 2 se, verdict."""
     import pandas as pd
 
@@ -237,7 +236,7 @@ def main(argv=None) -> None:
     if args.data_dir:
         overrides["data.root"] = args.data_dir
     findings = run_findings(args.preset, args.seeds, args.out, args.artifacts, tuple(args.families), overrides)
-    print(table(findings).to_string(index=False))
+    print(claims_table(findings).to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def test_verdicts_and_table_cover_the_claims():
     assert set(v) == {"a", "b", "d"}  # no hybrid_plus runs: no claim (c)
     assert v["b"]["metrics"]["speech2image_R@1"]["verdict"] == "reproduced"  # +5 with the same spread
     assert v["b"]["metrics"]["speech2image_R@10"]["verdict"] == "within noise"  # equal, no spread
-    rows = findings.table({"summary": findings.aggregate(runs), "verdicts": v})
+    rows = findings.claims_table({"summary": findings.aggregate(runs), "verdicts": v})
     assert len(rows) == 3 + 2 + 2 and set(rows["verdict"]) <= {"reproduced", "within noise", "not reproduced"}
 
 

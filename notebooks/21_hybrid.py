@@ -29,9 +29,13 @@
 # **Wall time on the 2-core CPU:** TBD (measured by `benchmarks/tutorial_profile.py`), after notebooks 00–11 have
 # built the pocket backbones and the feature cache: one hybrid training run of the preset's steps; with
 # `PRESET="smoke"`, under a minute.
+#
+# On a GPU, set `PRESET = "base"` and `DEVICE = "cuda"` for the paper's Base Hybrid: it needs the downloaded
+# HuBERT and CLIP weights and a prepared Flickr8k in `DATA_DIR` (`data_scripts/flickr8k/`), and notebook 10 run
+# with the same settings for its column.
 
 # %% tags=["parameters"]
-PRESET = "pocket"  # on a GPU: "base" with DEVICE = "cuda" (downloaded weights and a prepared Flickr8k)
+PRESET = "pocket"  # the model preset; on a GPU "base" with DEVICE "cuda" (see above)
 DATA_DIR = "../data/synthetic_cpu"
 ARTIFACTS_DIR = "../artifacts"
 FIGURES_DIR = "../figures"

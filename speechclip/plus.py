@@ -8,8 +8,8 @@ SpeechCLIP+ paper, method section; docs/reference.md §5.3 (Cascaded+), §5.4 (H
 
 Every branch returns what the model turns into losses: `parallel_embeds` (B, D) where there is a parallel side,
 `keyword_embeds` (B, K, D_t) quantised onto CLIP subwords (K = N_max for CIF, with `keyword_lens` (B,)), and the
-CIF diagnostics. The model runs the frozen CLIP text tower. Cascaded+ is introduced in notebooks/20_cif.ipynb;
-the hybrids' notebook (21_hybrid) is planned.
+CIF diagnostics. The model runs the frozen CLIP text tower. Cascaded+ is introduced in notebooks/20_cif.ipynb,
+Hybrid (and Hybrid+) in notebooks/21_hybrid.ipynb.
 """
 from __future__ import annotations
 

@@ -1,0 +1,85 @@
+"""speechclip.findings: the verdict rule, the mean/std over seeds, and skipping finished runs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from speechclip import findings, pipeline
+from tiny import tiny_clip, tiny_speech_encoder
+
+
+def test_verdict_has_three_outcomes_and_a_one_seed_case():
+    assert findings.verdict([10.0, 11.0, 12.0], [5.0, 6.0, 7.0])["verdict"] == "reproduced"
+    assert findings.verdict([5.0, 6.0, 7.0], [10.0, 11.0, 12.0])["verdict"] == "not reproduced"
+    assert findings.verdict([5.0, 9.0, 7.0], [6.0, 8.0, 6.5])["verdict"] == "within noise"
+    one = findings.verdict([10.0], [5.0, 6.0])
+    assert one["verdict"] == "one seed: no spread" and one["se"] is None and one["difference"] == pytest.approx(4.5)
+
+
+def test_verdict_standard_error_unpaired_and_paired():
+    r = findings.verdict([1.0, 3.0], [0.0, 0.0])  # s^2 = 2, n = 2: se = 1, d = 2 is not > 2 se
+    assert r["se"] == pytest.approx(1.0) and r["verdict"] == "within noise"
+    paired = findings.verdict([10.0, 20.0, 30.0], [9.0, 19.0, 29.5], paired=True)  # seed spread cancels in pairs
+    assert paired["verdict"] == "reproduced"
+    assert findings.verdict([10.0, 20.0, 30.0], [9.0, 19.0, 29.5])["verdict"] == "within noise"
+
+
+def test_aggregate_mean_and_std_over_seeds():
+    runs = {"parallel": {"7122": {"speech2image_R@1": 2.0}, "7123": {"speech2image_R@1": 4.0},
+                         "7124": {"speech2image_R@1": 6.0}}}
+    s = findings.aggregate(runs)["parallel"]["speech2image_R@1"]
+    assert s == {"mean": pytest.approx(4.0), "std": pytest.approx(2.0), "n": 3}
+    assert findings.seed_list(3) == [7122, 7123, 7124]
+
+
+def test_key_metrics_read_a_hybrids_parallel_branch():
+    test = {f"{p}{k}": v for p, v in (("", 1.0), ("parallel_", 2.0), ("cascaded_", 3.0))
+            for k in findings.RETRIEVAL} | {"kw_avg": 50.0, "kw_chance": 40.0}
+    m = findings.key_metrics("hybrid", test)
+    assert m["speech2image_R@1"] == 2.0 and m["cascaded_speech2image_R@1"] == 3.0 and m["kw_avg"] == 50.0
+    assert findings.key_metrics("cascaded", test)["speech2image_R@1"] == 1.0
+
+
+def test_verdicts_and_table_cover_the_claims():
+    runs = {f: {str(s): {"speech2image_R@1": float(s - 7000 + (5 if f == "hybrid" else 0)), "speech2image_R@10": 9.0,
+                         "kw_top1_avg": 1.0, "kw_avg": 2.0, "cif_f1_20ms": 3.0 + s % 2, "even_f1_20ms": 1.0,
+                         "cif_f1_50ms": 1.0, "even_f1_50ms": 1.0} for s in (7122, 7123)}
+            for f in ("parallel", "cascaded", "cascaded_plus", "hybrid")}
+    v = findings.verdicts(runs)
+    assert set(v) == {"a", "b", "d"}  # no hybrid_plus runs: no claim (c)
+    assert v["b"]["metrics"]["speech2image_R@1"]["verdict"] == "reproduced"  # +5 with the same spread
+    assert v["b"]["metrics"]["speech2image_R@10"]["verdict"] == "within noise"  # equal, no spread
+    rows = findings.claims_table({"summary": findings.aggregate(runs), "verdicts": v})
+    assert len(rows) == 3 + 2 + 2 and set(rows["verdict"]) <= {"reproduced", "within noise", "not reproduced"}
+
+
+@pytest.fixture
+def tiny_backbones(monkeypatch):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setattr(pipeline, "load_backbones", lambda cfg, artifacts_dir=None: (tiny_speech_encoder(),
+                                                                                      tiny_clip()))
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_second_call_skips_finished_runs(flickr_root, tmp_path, tiny_backbones, capsys):
+    args = ["--preset", "smoke", "--seeds", "2", "--families", "parallel", "cascaded_plus",
+            "--out", str(tmp_path / "findings"), "--artifacts", str(tmp_path / "artifacts"),
+            "--data-dir", str(flickr_root), "--set", "train.max_steps=2", "data.batch_size=8",
+            "data.eval_batch_size=8", "model.parallel_heads=2"]
+    findings.main(args)
+    first = capsys.readouterr().out
+    assert "seeds [7122, 7123]" in first and first.count("training in") == 4
+    out = json.loads((tmp_path / "findings" / "findings.json").read_text())
+    assert set(out["runs"]["cascaded_plus"]["7123"]) >= {"cif_f1_20ms", "even_f1_50ms", "kw_top1_avg"}
+    assert out["summary"]["parallel"]["speech2image_R@1"]["n"] == 2
+    assert out["verdicts"]["d"]["metrics"]["f1_20ms"]["verdict"]
+    stamp = (tmp_path / "findings" / "parallel" / "seed7122" / "best.pt").stat().st_mtime_ns
+    findings.main(args)
+    second = capsys.readouterr().out
+    assert "training in" not in second and second.count("skipped") == 4
+    assert (tmp_path / "findings" / "parallel" / "seed7122" / "best.pt").stat().st_mtime_ns == stamp
+    assert json.loads((tmp_path / "findings" / "findings.json").read_text())["runs"] == out["runs"]

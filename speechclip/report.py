@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,16 +51,24 @@ def lookup(record: dict | None, path: str):
 
 
 def seed_spread(findings: dict | None, family: str, key: str) -> float | None:
-    """The standard deviation over seeds of one family's metric in findings.json, or None where it has none.
+    """The standard deviation over seeds of one family's metric in findings.json (`speechclip.findings`), or None
+    where it has none.
 
-    Read tolerantly, as {"families": {family: {key: {"std": s}}}} or without the "families" level, with the key
-    given as "test.speech2image_R@1" or as "speech2image_R@1".
+    findings.json keeps {"summary": {family: {metric: {"mean", "std", "n"}}}}, with a hybrid's parallel-branch
+    numbers under the plain names ("speech2image_R@1"). A notebook key is mapped onto that: "test." is dropped, a
+    hybrid's "parallel_" prefix too, and "parallel_only_test.<metric>" (notebook 21's copy of notebook 10's
+    numbers) is the parallel family's metric.
     """
-    families = (findings or {}).get("families", findings or {})
+    findings = findings or {}
+    families = findings.get("summary", findings.get("families", findings))
+    if key.startswith("parallel_only_test."):
+        family, key = "parallel", key.split(".", 1)[1]
     entry = families.get(family) if isinstance(families, dict) else None
     if not isinstance(entry, dict):
         return None
-    for candidate in (key, key.split(".", 1)[-1]):
+    plain = key.split(".", 1)[-1] if key.startswith("test.") else key
+    candidates = [key, plain] + ([plain[len("parallel_"):]] if plain.startswith("parallel_") else [])
+    for candidate in candidates:
         value = entry.get(candidate, lookup(entry, candidate))
         if isinstance(value, dict) and isinstance(value.get("std"), (int, float)):
             return float(value["std"])
@@ -107,13 +116,29 @@ FINDINGS = (
             ("cascaded_plus", "test.kw_avg"), ("cascaded", "test.kw_avg"), at_least=True),
     Finding("hybrid_over_parallel", "hybrid", "hybrid's parallel branch ≥ parallel-only on speech→image R@1",
             "SpeechCLIP+ abstract: " + paper.PLUS_CLAIMS["hybrid_retrieval"],
-            ("hybrid", "test.speech2image_R@1"), ("hybrid", "parallel_only_test.speech2image_R@1"), at_least=True),
+            ("hybrid", "test.parallel_speech2image_R@1"), ("hybrid", "parallel_only_test.speech2image_R@1"),
+            at_least=True),
 )
 
 
 def family_value(records: dict, family: str, key: str):
-    """One recorded number of a model family (None where its notebook has not run)."""
+    """One recorded number of a model family (None where its notebook has not run). A hybrid records both branches'
+    retrieval: its row in these tables is its parallel branch, so "test.speech2image_R@1" reads
+    "test.parallel_speech2image_R@1" (the unprefixed keys follow model.retrieval_branch, the cascaded branch for
+    Hybrid)."""
+    if family == "hybrid":
+        key = parallel_branch_key(key)
     return lookup(records.get(MODEL_NOTEBOOKS[family]), key)
+
+
+def parallel_branch_key(key: str) -> str:
+    """"test.speech2image_R@1" -> "test.parallel_speech2image_R@1" for the retrieval keys of an evaluated split;
+    other keys (keywords, parallel_only_test.*, chance) unchanged."""
+    split, _, name = key.partition(".")
+    if split in ("test", "dev_best", "test_seen_voices") and re.fullmatch(r"(speech2image|image2speech|speech2text|"
+                                                                           r"text2speech|mean)_R@\d+", name):
+        return f"{split}.parallel_{name}"
+    return key
 
 
 def judge_finding(finding: Finding, records: dict, findings: dict | None = None) -> dict:

@@ -59,13 +59,32 @@ def test_findings_on_records_without_a_hybrid(records):
     assert set(report.judge_all(records, table="cif")) == {"cif_over_fixed_k"}
 
 
-def test_hybrid_finding_reads_its_own_parallel_only_numbers(records):
-    records["21_hybrid"] = {"test": {**retrieval(11.0), **keywords(65.0)}, "parallel_only_test": retrieval(10.0)}
+def test_hybrid_finding_reads_its_parallel_branch_and_its_own_parallel_only_numbers(records):
+    # a hybrid's evaluate() records both branches: parallel_* and, unprefixed, the retrieval branch (cascaded)
+    branch = {f"parallel_{k}": v for k, v in retrieval(11.0).items()}
+    records["21_hybrid"] = {"test": {**retrieval(3.0), **branch, **keywords(65.0)},
+                            "dev_best": {"mean_R@10": 9.0, "parallel_mean_R@10": 70.0},
+                            "parallel_only_test": retrieval(10.0)}
     row = report.judge_all(records, table="hybrid")["hybrid_over_parallel"]
     assert row["reproduced?"] == "yes" and row["ours"] == "11.0 vs 10.0"
     table = report.hybrid_table(records)
     assert table["ours: parallel only"]["speech2image_R@1"] == 10.0
-    assert table[f"ours: {report.MODEL_LABELS['hybrid']}"]["speech2image_R@1"] == 11.0
+    ours = table[f"ours: {report.MODEL_LABELS['hybrid']}"]
+    assert ours["speech2image_R@1"] == 11.0 and ours["dev_mean_R@10"] == 70.0
+    assert report.retrieval_table(records)[f"ours: {report.MODEL_LABELS['hybrid']}"]["speech2image_R@1"] == 11.0
+    assert report.parallel_branch_key("test.kw_avg") == "test.kw_avg"
+
+
+def test_spread_reads_the_summary_findings_json_writes(records):
+    """speechclip.findings keeps {"summary": {family: {metric: {mean, std, n}}}}, hybrids' parallel branch plain."""
+    findings = {"summary": {"parallel": {"speech2image_R@1": {"mean": 10.0, "std": 0.3, "n": 3}},
+                            "hybrid": {"speech2image_R@1": {"mean": 10.5, "std": 0.4, "n": 3}}}}
+    assert report.seed_spread(findings, "hybrid", "test.parallel_speech2image_R@1") == 0.4
+    assert report.seed_spread(findings, "hybrid", "parallel_only_test.speech2image_R@1") == 0.3  # the parallel runs
+    branch = {f"parallel_{k}": v for k, v in retrieval(10.5).items()}
+    records["21_hybrid"] = {"test": {**retrieval(3.0), **branch}, "parallel_only_test": retrieval(10.0)}
+    row = report.judge_all(records, findings, table="hybrid")["hybrid_over_parallel"]
+    assert row["reproduced?"] == "within noise" and row["spread"] == "±0.5"
 
 
 @pytest.mark.parametrize("layout", ["families", "flat"])

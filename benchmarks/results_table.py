@@ -73,6 +73,11 @@ def render(m: dict) -> str:
                     f"fired per utterance (target {m['20_cif/test.cif_target']:.1f}); word-end F1 at 50 ms "
                     f"{m['20_cif/boundaries.CIF.50ms.f1']:.1f} (evenly spaced "
                     f"{m['20_cif/boundaries.evenly_spaced.50ms.f1']:.1f}) |")
+    if get("21_hybrid/test.parallel_speech2image_R@1") is not None:
+        rows.append(f"| Hybrid SpeechCLIP+ (`21`), parallel branch, held-out voices | "
+                    f"{r('21_hybrid/test.parallel_speech2image')} | {r('21_hybrid/test.parallel_image2speech')} | "
+                    f"keyword branch speech→image R@1 {m['21_hybrid/test.cascaded_speech2image_R@1']:.1f}, keyword "
+                    f"top-1 {m['21_hybrid/test.kw_top1_avg']:.1f}% (same preset, seed and steps as `10`) |")
     probe = "01_backbones/word_probe.mean"
     best = max(range(5), key=lambda i: m.get(f"{probe}.layer_accuracy.{i}", -1))
     rows += ["", f"Word probe (`01`, a linear classifier trained on training voices, scored on the held-out voices, "

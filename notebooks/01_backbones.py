@@ -25,8 +25,8 @@
 # Paper: SpeechCLIP §2 (Shih et al., 2022); reference [docs/reference.md](../docs/reference.md) §1, §4.4–4.5.
 # Offline, the *pocket* backbones are trained here, with the original recipes, on the synthetic corpus (a few minutes, once).
 #
-# **Wall time on the 2-core CPU:** 11.7 minutes the first time (pocket HuBERT 5.2, pocket CLIP 4.6, the word
-# probes most of the rest), under a minute once both are cached (`benchmarks/tutorial_profile.py`).
+# **Wall time on the 2-core CPU:** 9.5 minutes the first time (the pocket HuBERT 7.5, with the pocket CLIP's 6.8 in a
+# second process at the same time, then the word probes), under a minute once both are cached (`benchmarks/tutorial_profile.py`).
 
 # %% tags=["parameters"]
 PRESET = "pocket"
@@ -177,7 +177,7 @@ save_figure(fig, f"{FIGURES_DIR}/01_word_probe.png", bbox_inches=None)
 # %% [markdown]
 # Sample output (`PRESET="pocket"`, `data/synthetic_cpu`, probe on the default 600/300 utterances, 68 words; the probe
 # trains on training voices and is scored on the test split's held-out voices): mean-pooled
-# 77.6 / 79.7 / 81.7 / 82.0 / 81.8 %<!-- 01_backbones/word_probe.mean.layer_accuracy.0*100 01_backbones/word_probe.mean.layer_accuracy.1*100 01_backbones/word_probe.mean.layer_accuracy.2*100 01_backbones/word_probe.mean.layer_accuracy.3*100 01_backbones/word_probe.mean.layer_accuracy.4*100 -->
+# 77.4 / 79.7 / 81.8 / 82.1 / 81.8 %<!-- 01_backbones/word_probe.mean.layer_accuracy.0*100 01_backbones/word_probe.mean.layer_accuracy.1*100 01_backbones/word_probe.mean.layer_accuracy.2*100 01_backbones/word_probe.mean.layer_accuracy.3*100 01_backbones/word_probe.mean.layer_accuracy.4*100 -->
 # from state 0 to state 4, middle frame 70.2 → 73.8 %<!-- 01_backbones/word_probe.frame.layer_accuracy.0*100 01_backbones/word_probe.frame.layer_accuracy.3*100 -->;
 # random weights 25.6 %<!-- 01_backbones/word_probe_random_init.mean.layer_accuracy.4*100 --> / 24.2 %<!-- 01_backbones/word_probe_random_init.frame.layer_accuracy.2*100 -->;
 # MFCC 82.7 %<!-- 01_backbones/word_probe.mean.mfcc_accuracy*100 --> / 64.3 %<!-- 01_backbones/word_probe.frame.mfcc_accuracy*100 -->; majority
@@ -223,8 +223,8 @@ for direction in ("text2image", "image2text"):
 
 # %% [markdown]
 # Sample output (`PRESET="pocket"`, 500 test images): text → image R@1/5/10 =
-# 49.5 / 96.0 / 99.4 %<!-- 01_backbones/clip_topline.text2image_R@1 01_backbones/clip_topline.text2image_R@5 01_backbones/clip_topline.text2image_R@10 -->, image → text
-# 49.0 / 83.8 / 94.0 %<!-- 01_backbones/clip_topline.image2text_R@1 01_backbones/clip_topline.image2text_R@5 01_backbones/clip_topline.image2text_R@10 --> (chance R@1 = 0.2 %<!-- unrecorded -->). The test pool is built from scene *families* that differ in one
+# 49.7 / 96.7 / 99.3 %<!-- 01_backbones/clip_topline.text2image_R@1 01_backbones/clip_topline.text2image_R@5 01_backbones/clip_topline.text2image_R@10 -->, image → text
+# 49.4 / 83.4 / 93.2 %<!-- 01_backbones/clip_topline.image2text_R@1 01_backbones/clip_topline.image2text_R@5 01_backbones/clip_topline.image2text_R@10 --> (chance R@1 = 0.2 %<!-- unrecorded -->). The test pool is built from scene *families* that differ in one
 # attribute, and most R@1 misses are such near-misses (mostly swapped left/right order or a different shape): R@5 is
 # near-perfect, R@1 needs the fine distinctions.
 

@@ -24,8 +24,8 @@
 # retrieval. Paper: SpeechCLIP §2.2 (Shih et al., SLT 2022), the parallel model; reference
 # [docs/reference.md](../docs/reference.md) §2, §3, §7 and §9.
 #
-# **Wall time on the 2-core CPU:** 8.5 minutes with the defaults: caching the frozen features of every split
-# (4.5 minutes, reused by notebooks 11 and 20) and 1,000 training steps (2.8 minutes) (`benchmarks/tutorial_profile.py`).
+# **Wall time on the 2-core CPU:** 6.7 minutes with the defaults: caching the frozen features of every split
+# (3.6 minutes, reused by notebooks 11, 20 and 21) and 1,000 training steps (2.2 minutes) (`benchmarks/tutorial_profile.py`).
 
 # %% tags=["parameters"]
 PRESET = "pocket"
@@ -375,12 +375,12 @@ voices.round(2) if voices is not None else None
 
 # %% [markdown]
 # Sample output (`PRESET="pocket"`, 1,000 steps, seed 7122): speech→image R@1 / 5 / 10 =
-# 9.3 / 30.3 / 46.7 %<!-- 10_parallel/test.speech2image_R@1 10_parallel/test.speech2image_R@5 10_parallel/test.speech2image_R@10 --> on the
-# held-out voices and 14.0 / 48.0 / 66.5 %<!-- 10_parallel/test_seen_voices.speech2image_R@1 10_parallel/test_seen_voices.speech2image_R@5 10_parallel/test_seen_voices.speech2image_R@10 -->
+# 8.9 / 31.3 / 46.2 %<!-- 10_parallel/test.speech2image_R@1 10_parallel/test.speech2image_R@5 10_parallel/test.speech2image_R@10 --> on the
+# held-out voices and 14.1 / 48.2 / 67.2 %<!-- 10_parallel/test_seen_voices.speech2image_R@1 10_parallel/test_seen_voices.speech2image_R@5 10_parallel/test_seen_voices.speech2image_R@10 -->
 # on the same captions in training voices (chance 0.2 / 1.0 / 2.0 %<!-- 10_parallel/chance.speech2image.R@1 10_parallel/chance.speech2image.R@5 10_parallel/chance.speech2image.R@10 -->,
-# the pocket CLIP's text→image topline 49.5 / 96.0 / 99.4 %<!-- 10_parallel/clip_topline.text2image_R@1 10_parallel/clip_topline.text2image_R@5 10_parallel/clip_topline.text2image_R@10 -->;
-# best dev R@1 21.6 %<!-- 10_parallel/dev_best.speech2image_R@1 --> on 250 images in training voices). The model has learned,
-# far above chance; a new voice keeps two thirds of its R@1, and it stays well below the topline, at about a fifth of
+# the pocket CLIP's text→image topline 49.7 / 96.7 / 99.3 %<!-- 10_parallel/clip_topline.text2image_R@1 10_parallel/clip_topline.text2image_R@5 10_parallel/clip_topline.text2image_R@10 -->;
+# best dev R@1 23.9 %<!-- 10_parallel/dev_best.speech2image_R@1 --> on 250 images in training voices). The model has learned,
+# far above chance; a new voice keeps nearly two thirds of its R@1, and it stays well below the topline, at under a fifth of
 # it. With frames that name the words instead of audio, this same branch and recipe reach 64 % of the topline within
 # three epochs (`benchmarks/README.md`, learning controls): the speech features are still the ceiling, even though
 # the word probe of notebook 01 now reads words from them as well as from MFCCs.

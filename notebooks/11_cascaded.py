@@ -24,7 +24,7 @@
 # package, train the model, and look at the words it picks and where it listens. Paper: SpeechCLIP §2.3 (Shih et
 # al., SLT 2022), the cascaded model; reference [docs/reference.md](../docs/reference.md) §2, §4, §7 and §9.
 #
-# **Wall time on the 2-core CPU:** 2.8 minutes with the defaults (1,000 training steps in 90 s, on the features
+# **Wall time on the 2-core CPU:** 2.4 minutes with the defaults (1,000 training steps in 77 s, on the features
 # notebook 10 cached; `benchmarks/tutorial_profile.py`).
 
 # %% tags=["parameters"]
@@ -448,16 +448,16 @@ print({k: round(result["test"][k], 1) for k in ("kw_top1_avg", "kw_top1_chance",
 
 # %% [markdown]
 # Sample output (`PRESET="pocket"`, 1,000 steps, seed 7122, held-out test voices): keyword-bag text→image R@1 / 5 / 10
-# = 50.1 / 96.1 / 99.4 %<!-- 11_cascaded/cascaded_topline.text2image_R@1 11_cascaded/cascaded_topline.text2image_R@5 11_cascaded/cascaded_topline.text2image_R@10 -->
-# (full captions 49.5 / 96.0 / 99.4 %<!-- 11_cascaded/clip_topline.text2image_R@1 11_cascaded/clip_topline.text2image_R@5 11_cascaded/clip_topline.text2image_R@10 -->),
+# = 50.5 / 96.8 / 99.3 %<!-- 11_cascaded/cascaded_topline.text2image_R@1 11_cascaded/cascaded_topline.text2image_R@5 11_cascaded/cascaded_topline.text2image_R@10 -->
+# (full captions 49.7 / 96.7 / 99.3 %<!-- 11_cascaded/clip_topline.text2image_R@1 11_cascaded/clip_topline.text2image_R@5 11_cascaded/clip_topline.text2image_R@10 -->),
 # so the pocket CLIP reads a bag of keywords as well as a sentence and the cascaded design is not what limits this
 # model. The trained model: speech→image R@1 / 5 / 10 =
-# 1.6 / 8.0 / 13.6 %<!-- 11_cascaded/test.speech2image_R@1 11_cascaded/test.speech2image_R@5 11_cascaded/test.speech2image_R@10 --> (8 times
-# chance), image→speech 3.2 / 11.0 / 18.6 %<!-- 11_cascaded/test.image2speech_R@1 11_cascaded/test.image2speech_R@5 11_cascaded/test.image2speech_R@10 -->;
-# a slot's own pick is a content word of the caption 28.7 %<!-- 11_cascaded/test.kw_top1_avg --> of the time against
-# 12.2 %<!-- 11_cascaded/test.kw_top1_chance --> by chance, and the reference top-5 hit rate is 72.3 %<!-- 11_cascaded/test.kw_avg -->
+# 1.8 / 6.8 / 11.8 %<!-- 11_cascaded/test.speech2image_R@1 11_cascaded/test.speech2image_R@5 11_cascaded/test.speech2image_R@10 --> (9 times
+# chance), image→speech 1.2 / 7.4 / 14.4 %<!-- 11_cascaded/test.image2speech_R@1 11_cascaded/test.image2speech_R@5 11_cascaded/test.image2speech_R@10 -->;
+# a slot's own pick is a content word of the caption 25.5 %<!-- 11_cascaded/test.kw_top1_avg --> of the time against
+# 12.2 %<!-- 11_cascaded/test.kw_top1_chance --> by chance, and the reference top-5 hit rate is 70.1 %<!-- 11_cascaded/test.kw_avg -->
 # against 60.7 %<!-- 11_cascaded/test.kw_chance -->. The cascaded model learns, but it trails the parallel one (notebook 10)
-# by about a factor of six at R@1, more than the papers' factor of about three: snapping each keyword onto one
+# by about a factor of five at R@1, more than the papers' factor of about three: snapping each keyword onto one
 # subword throws away what the parallel model keeps in a continuous vector, and the pocket speech features leave
 # it less to spare.
 

@@ -11,7 +11,8 @@ local weights and a prepared Flickr8k folder given with --data-dir, which notebo
 gets the parameters of the one vocabulary (CONTRIBUTING.md) that it declares: CORPUS_PRESET, DATA_DIR,
 ARTIFACTS_DIR, FIGURES_DIR, PRESET (the model preset), SEED, DEVICE. The run
 folder keeps the executed notebooks, `artifacts/` (with `metrics/<notebook>.json`), `figures/` and `report.json`
-(parameters, wall times, every comparison row). `--compare-only` compares an earlier run folder again.
+(parameters, wall times, every comparison row). `--compare-only` compares an earlier run folder again;
+`--reuse-artifacts --notebooks 11,20` reruns those notebooks in an earlier run folder and keeps the others' outputs.
 
 A run fails (exit 1) when a notebook raises (named with its cell and exception), records no metrics or a non-finite
 number, saves no figure, or a metric regresses; it exits 2 on bad arguments and 3 when there is no baseline to
@@ -293,12 +294,22 @@ def run_metrics(run_dir: Path, stems=None) -> dict:
     return out
 
 
-def clear_outputs(run_dir: Path, keep_artifacts: bool) -> None:
-    """Remove what an earlier run left in the run folder (only the paths a run writes), so stale files never pass."""
+def clear_outputs(run_dir: Path, keep_artifacts: bool, stems: list[str] | None = None) -> None:
+    """Remove what an earlier run left in the run folder (only the paths a run writes), so stale files never pass.
+
+    With `keep_artifacts` and `stems` (a rerun of some notebooks in an earlier run folder) only those notebooks'
+    executed copies, metrics and figures go; the other notebooks' outputs stay for the ones that read them."""
     import shutil
 
-    for path in [*run_dir.glob("*.ipynb"), run_dir / "report.json", run_dir / "figures",
-                 run_dir / "artifacts" / "metrics", *([] if keep_artifacts else [run_dir / "artifacts"])]:
+    if keep_artifacts and stems is not None:
+        paths = [run_dir / "report.json"]
+        for stem in stems:
+            paths += [run_dir / f"{stem}.ipynb", run_dir / "artifacts" / "metrics" / f"{stem}.json",
+                      *(run_dir / "figures").glob(f"{stem[:2]}_*.png")]
+    else:
+        paths = [*run_dir.glob("*.ipynb"), run_dir / "report.json", run_dir / "figures",
+                 run_dir / "artifacts" / "metrics", *([] if keep_artifacts else [run_dir / "artifacts"])]
+    for path in paths:
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
@@ -320,7 +331,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="with --update-baselines: earlier run folders (other seeds) whose spread sets tolerances")
     p.add_argument("--spread-factor", type=float, default=1.5)
     p.add_argument("--reuse-artifacts", action="store_true",
-                   help="keep the run folder's cached backbones and features from an earlier run")
+                   help="keep the run folder's cached backbones and features from an earlier run; with "
+                        "--notebooks, rerun only those and keep the other notebooks' outputs")
     p.add_argument("--prepare-only", action="store_true",
                    help="only write the parameterised notebooks into the run folder (for nbval)")
     p.add_argument("--compare-only", action="store_true",
@@ -343,7 +355,8 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     if not args.compare_only:
-        clear_outputs(run_dir, keep_artifacts=args.reuse_artifacts)
+        clear_outputs(run_dir, keep_artifacts=args.reuse_artifacts,
+                      stems=[nb.stem for nb in sequence] if args.notebooks else None)
     if args.prepare_only:
         for nb in sequence:
             execute(nb, run_dir / nb.name, declared_parameters(nb, params), prepare_only=True)

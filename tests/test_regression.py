@@ -187,6 +187,23 @@ def test_baselines_are_written_only_when_asked_and_a_tightened_one_fails_naming_
         "value"] == 40.0  # a failing comparison never rewrites the baseline
 
 
+def test_rerunning_some_notebooks_keeps_the_others_outputs(tmp_path, capsys):
+    _write_notebook(tmp_path / "nbs" / "00_tiny.ipynb", RECORD)
+    _write_notebook(tmp_path / "nbs" / "01_next.ipynb", RECORD.replace("00_demo", "01_demo").replace(
+        '"00_tiny"', '"01_next"').replace("25.0", "30.0"))
+    run = tmp_path / "run"
+    assert _main(tmp_path, "--update-baselines") == regression.EXIT_OK
+    kept = [run / "00_tiny.ipynb", run / "artifacts" / "metrics" / "00_tiny.json", run / "figures" / "00_demo.png"]
+    stamps = [p.stat().st_mtime_ns for p in kept]
+    (run / "artifacts" / "metrics" / "01_next.json").unlink()  # must come back from the rerun
+    assert _main(tmp_path, "--reuse-artifacts", "--notebooks", "01") == regression.EXIT_OK
+    assert [p.stat().st_mtime_ns for p in kept] == stamps  # notebook 00 was neither rerun nor removed
+    assert (run / "artifacts" / "metrics" / "01_next.json").exists() and (run / "figures" / "01_demo.png").exists()
+    report = json.loads((run / "report.json").read_text())
+    assert list(report["wall_seconds"]) == ["01_next"]
+    assert _main(tmp_path, "--compare-only") == regression.EXIT_OK  # the folder is whole again
+
+
 def test_unknown_notebook_prefix_and_missing_data_dir_are_usage_errors(tmp_path):
     _write_notebook(tmp_path / "nbs" / "00_tiny.ipynb", "x = 1")
     assert _main(tmp_path, "--notebooks", "42") == regression.EXIT_USAGE

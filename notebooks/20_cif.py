@@ -37,7 +37,7 @@ DATA_DIR = "../data/synthetic_cpu"
 ARTIFACTS_DIR = "../artifacts"
 FIGURES_DIR = "../figures"
 SEED = 7122
-MAX_STEPS = None  # None: the preset's value (pocket: 1000)
+MAX_STEPS = None  # None: the preset's value (pocket: 1500 for the keyword families)
 DEVICE = "auto"  # where the model trains (fit) and is evaluated: "auto" (cuda when available), "cpu", "cuda:1"
 RESUME = False  # True: continue ARTIFACTS_DIR/runs/20_cif instead of starting it over
 

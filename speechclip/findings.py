@@ -21,7 +21,8 @@ spaced baseline come from the same runs, se = s(paired differences) / sqrt(n)). 
 
     python -m speechclip.findings --preset pocket --seeds 3 --out artifacts/findings
 
-A run whose result.json holds the same config is skipped; an interrupted one resumes from its checkpoint.
+A run whose result.json holds the same config is skipped; an interrupted one resumes from its checkpoint; one
+finished with other settings (the preset changed) is moved to `<seed folder>-previous-settings` and trained again.
 Introduced in notebooks/21_hybrid.ipynb.
 """
 from __future__ import annotations
@@ -98,6 +99,21 @@ def finished(run_dir: Path, cfg) -> dict | None:
     path = Path(run_dir) / "result.json"
     done = json.loads(path.read_text()) if path.exists() else {}
     return done if done.get("config") == plain_config(cfg) else None
+
+
+def set_aside(run_dir: Path) -> Path | None:
+    """A run finished with other settings (a changed preset) would refuse to resume: move it to
+    `<run>-previous-settings` (replacing an older one there) and say so, so that nothing is silently lost."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "result.json").exists():
+        return None  # not run, or interrupted with these settings: train_and_evaluate resumes or refuses
+    old = run_dir.with_name(run_dir.name + "-previous-settings")
+    if old.exists():
+        import shutil
+        shutil.rmtree(old)
+    run_dir.rename(old)
+    print(f"{run_dir} was finished with other settings: moved to {old}", flush=True)
+    return old
 
 
 def plain_config(cfg) -> dict:
@@ -203,6 +219,7 @@ def run_findings(preset: str, seeds: int, out: str | Path, artifacts: str | Path
             run_dir = out / family / f"seed{seed}"
             result = finished(run_dir, cfgs[seed])
             if result is None:
+                set_aside(run_dir)
                 print(f"[{family} seed {seed} ({k + 1}/{len(seed_values)})] training in {run_dir}", flush=True)
                 exp = exp or prepare(cfgs[seed], artifacts)  # once per family: each seed reuses its features
                 result = run_one(exp, cfgs[seed], run_dir)

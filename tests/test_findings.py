@@ -83,3 +83,8 @@ def test_second_call_skips_finished_runs(flickr_root, tmp_path, tiny_backbones, 
     assert "training in" not in second and second.count("skipped") == 4
     assert (tmp_path / "findings" / "parallel" / "seed7122" / "best.pt").stat().st_mtime_ns == stamp
     assert json.loads((tmp_path / "findings" / "findings.json").read_text())["runs"] == out["runs"]
+    result = tmp_path / "findings" / "parallel" / "seed7123" / "result.json"
+    findings.main([*args, "train.lr=0.002"])  # other settings: the finished runs are moved aside, not resumed
+    third = capsys.readouterr().out
+    assert third.count("training in") == 4 and third.count("moved to") == 4
+    assert result.exists() and (result.parent.with_name("seed7123-previous-settings") / "result.json").exists()

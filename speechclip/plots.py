@@ -37,9 +37,15 @@ def _to_numpy(x) -> np.ndarray:
 
 
 def plot_training_curve(metrics_jsonl: str | Path, title: str = "") -> Figure:
-    """Train/dev loss and dev recall (mean R@1, R@10) against optimizer steps, from a run's metrics.jsonl."""
+    """Train/dev loss and dev recall (mean R@1, R@10) against optimizer steps, from a run's metrics.jsonl.
+
+    A keyword model's run (rows with a codebook perplexity or keyword hits) gets a third panel: dev keyword top-1
+    and top-5 hit rates, and the training batches' code perplexity (how many codes the keywords use) on its own axis.
+    """
     rows = read_metrics(metrics_jsonl)
-    fig, (ax_loss, ax_rec) = plt.subplots(1, 2, figsize=(10, 3.4), sharex=True)
+    keywords = any("code_perplexity" in r or "kw_top1_avg" in r for r in rows)
+    fig, axes = plt.subplots(1, 3 if keywords else 2, figsize=(15 if keywords else 10, 3.4), sharex=True)
+    ax_loss, ax_rec = axes[:2]
     for split, style in (("train", "-"), ("dev", "o--")):
         steps, values = _series(rows, split, "loss")
         if steps:
@@ -50,7 +56,21 @@ def plot_training_curve(metrics_jsonl: str | Path, title: str = "") -> Figure:
         if steps:
             ax_rec.plot(steps, values, style, label=f"dev {key}", ms=4)
     ax_rec.set(xlabel="optimizer step", ylabel="recall (%)", title="dev retrieval", ylim=(0, 100))
-    for ax in (ax_loss, ax_rec):
+    if keywords:
+        ax_kw = axes[2]
+        for key, style, name in (("kw_avg", "o-", "top-5 hit rate"), ("kw_top1_avg", "s-", "top-1 content word")):
+            steps, values = _series(rows, "dev", key)
+            if steps:
+                ax_kw.plot(steps, values, style, label=f"dev {name}", ms=4)
+        ax_kw.set(xlabel="optimizer step", ylabel="keyword hits (%)", title="keywords", ylim=(0, 100))
+        steps, values = _series(rows, "train", "code_perplexity")
+        if steps:
+            ax_ppl = ax_kw.twinx()
+            ax_ppl.plot(steps, values, color="0.5", lw=1, label="train code perplexity")
+            ax_ppl.set_ylabel("code perplexity (codes in use)")
+            ax_ppl.set_ylim(bottom=0)
+            ax_ppl.legend(fontsize=8, loc="lower right")
+    for ax in axes:
         if ax.has_data():
             ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

@@ -45,6 +45,18 @@ def test_training_curve_with_no_train_rows(tmp_path):
     assert [_xy(line) for line in loss.lines] == [([6], [2.0])] and [_xy(line) for line in recall.lines] == [([6], [40.0])]
 
 
+def test_training_curve_of_a_keyword_model_adds_keyword_hits_and_code_perplexity(tmp_path):
+    rows = [{"step": s, "split": "train", "loss": 3.0, "code_perplexity": 10.0 + s} for s in range(1, 4)]
+    rows += [{"step": 3, "split": "dev", "loss": 2.6, "mean_R@1": 2.0, "mean_R@10": 9.0, "kw_avg": 70.0,
+              "kw_top1_avg": 30.0}]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    loss, recall, keywords, perplexity = plots.plot_training_curve(path).axes
+    assert [_xy(line) for line in keywords.lines] == [([3], [70.0]), ([3], [30.0])]
+    assert [_xy(line) for line in perplexity.lines] == [([1, 2, 3], [11.0, 12.0, 13.0])]
+    assert keywords.get_title() == "keywords"
+
+
 def test_recall_bars():
     fig = plots.plot_recall_bars({"model": [10, 30, 50], "chance": [1, 5, 10]}, title="speech→image")
     ax = fig.axes[0]

@@ -6,6 +6,7 @@ renders the block again from `tests/baselines/cpu.json` and checks that the READ
 
     python benchmarks/results_table.py --metrics artifacts/metrics      # after `make tutorial`
     python benchmarks/results_table.py --baseline tests/baselines/cpu.json
+    python benchmarks/results_table.py --findings benchmarks/findings_pocket.json   # the SpeechCLIP+ claims block
 """
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+FINDINGS_START, FINDINGS_END = "<!-- findings:start -->", "<!-- findings:end -->"
+CLAIM_NAMES = {"a": "CIF keywords ≥ fixed K", "b": "Hybrid's parallel branch ≥ parallel only",
+               "c": "Hybrid+'s parallel branch ≥ parallel only", "d": "CIF fires nearer word ends than evenly spaced"}
 
 
 def _flatten(record, prefix: str = "") -> dict:
@@ -100,11 +104,24 @@ def render(m: dict) -> str:
     return "\n".join(rows)
 
 
-def write(block: str, readme: Path = README) -> None:
+def render_findings(findings: dict) -> str:
+    """The claims table of `python -m speechclip.findings` (its findings.json) as README markdown."""
+    sys.path.insert(0, str(ROOT))
+    from speechclip.findings import claims_table
+
+    rows = ["| claim | metric | claimed better: mean ± std | other: mean ± std | difference | 2 se | verdict |",
+            "|---|---|---|---|---|---|---|"]
+    for _, r in claims_table(findings).iterrows():
+        rows.append(f"| {CLAIM_NAMES[r['claim']]} | {r['metric']} | {r['claimed better']}: {r['mean ± std']} | "
+                    f"{r['other']}: {r['other mean ± std']} | {r['difference']} | {r['2 se']} | {r['verdict']} |")
+    return "\n".join(rows)
+
+
+def write(block: str, readme: Path = README, start: str = START, end: str = END) -> None:
     text = readme.read_text(encoding="utf-8")
-    if START not in text:
-        sys.exit(f"{readme} has no {START} ... {END} block")
-    text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{block}\n{END}", text, flags=re.S)
+    if start not in text:
+        sys.exit(f"{readme} has no {start} ... {end} block")
+    text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{block}\n{end}", text, flags=re.S)
     readme.write_text(text, encoding="utf-8")
 
 
@@ -113,7 +130,13 @@ def main(argv=None) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--metrics", type=Path, help="a folder of <notebook>.json metrics")
     src.add_argument("--baseline", type=Path, help="a regression baseline JSON")
+    src.add_argument("--findings", type=Path, help="a findings.json of speechclip.findings (the claims block)")
     args = p.parse_args(argv)
+    if args.findings:
+        block = render_findings(json.loads(args.findings.read_text()))
+        write(block, start=FINDINGS_START, end=FINDINGS_END)
+        print(block)
+        return
     metrics = from_metrics_dir(args.metrics) if args.metrics else from_baseline(args.baseline)
     block = render(metrics)
     write(block)

@@ -27,3 +27,19 @@ def test_readme_results_match_the_recorded_tutorial_run():
     assert found.group(1) == rt.render(rt.from_baseline(BASELINE)), (
         "README results differ from tests/baselines/cpu.json: python benchmarks/results_table.py "
         "--baseline tests/baselines/cpu.json")
+
+
+FINDINGS = ROOT / "benchmarks" / "findings_pocket.json"
+
+
+@pytest.mark.skipif(not FINDINGS.exists(), reason="no stored findings: python -m speechclip.findings")
+def test_readme_findings_match_the_stored_findings_run():
+    import json
+
+    rt = _results_table()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(re.escape(rt.FINDINGS_START) + r"\n(.*?)\n" + re.escape(rt.FINDINGS_END), text, flags=re.S)
+    assert found, f"README.md has no {rt.FINDINGS_START} block"
+    assert found.group(1) == rt.render_findings(json.loads(FINDINGS.read_text())), (
+        "README findings differ from benchmarks/findings_pocket.json: python benchmarks/results_table.py "
+        "--findings benchmarks/findings_pocket.json")

@@ -459,7 +459,7 @@ print("keyword-bag text→image:", {k: round(cascaded_topline[f"text2image_{k}"]
 print({k: round(result["test"][k], 1) for k in ("kw_top1_avg", "kw_top1_chance", "kw_avg", "kw_chance")})
 
 # %% [markdown]
-# Sample output (`PRESET="pocket"`, 1,000 steps, seed 7122, held-out test voices): keyword-bag text→image R@1 / 5 / 10
+# Sample output (`PRESET="pocket"`, 1,500 steps, seed 7122, held-out test voices): keyword-bag text→image R@1 / 5 / 10
 # = 50.5 / 96.8 / 99.3 %<!-- 11_cascaded/cascaded_topline.text2image_R@1 11_cascaded/cascaded_topline.text2image_R@5 11_cascaded/cascaded_topline.text2image_R@10 -->
 # (full captions 49.7 / 96.7 / 99.3 %<!-- 11_cascaded/clip_topline.text2image_R@1 11_cascaded/clip_topline.text2image_R@5 11_cascaded/clip_topline.text2image_R@10 -->),
 # so the pocket CLIP reads a bag of keywords as well as a sentence and the cascaded design is not what limits this

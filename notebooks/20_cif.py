@@ -300,7 +300,7 @@ if fixed is not None:  # the cost of CIF per training step, both runs on this ma
 pd.DataFrame(comparison, index=KEYS).T.round(1)
 
 # %% [markdown]
-# Sample output (`PRESET="pocket"`, 1,000 steps, seed 7122, held-out test voices): Cascaded+ speech→image R@1 / 5 / 10
+# Sample output (`PRESET="pocket"`, 1,500 steps, seed 7122, held-out test voices): Cascaded+ speech→image R@1 / 5 / 10
 # = 0.8 / 3.7 / 6.9 %<!-- 20_cif/test.speech2image_R@1 20_cif/test.speech2image_R@5 20_cif/test.speech2image_R@10 --> against the
 # fixed-K model's 2.4 / 8.0 / 13.8 %<!-- 11_cascaded/test.speech2image_R@1 11_cascaded/test.speech2image_R@5 11_cascaded/test.speech2image_R@10 -->;
 # a keyword's top-1 subword is a content word of the caption 20.2 %<!-- 20_cif/test.kw_top1_avg --> of the time against

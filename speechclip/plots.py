@@ -64,13 +64,17 @@ def plot_training_curve(metrics_jsonl: str | Path, title: str = "") -> Figure:
                 ax_kw.plot(steps, values, style, label=f"dev {name}", ms=4)
         ax_kw.set(xlabel="optimizer step", ylabel="keyword hits (%)", title="keywords", ylim=(0, 100))
         steps, values = _series(rows, "train", "code_perplexity")
+        handles = ax_kw.get_lines()
         if steps:
             ax_ppl = ax_kw.twinx()
             ax_ppl.plot(steps, values, color="0.5", lw=1, label="train code perplexity")
             ax_ppl.set_ylabel("code perplexity (codes in use)")
             ax_ppl.set_ylim(bottom=0)
-            ax_ppl.legend(fontsize=8, loc="lower right")
-    for ax in axes:
+            handles = [*handles, *ax_ppl.get_lines()]
+        if handles:  # one legend for both axes, where the curves usually leave room
+            ax_kw.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="center right")
+        ax_kw.grid(alpha=0.3)
+    for ax in axes[:2]:
         if ax.has_data():
             ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

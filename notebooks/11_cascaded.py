@@ -476,7 +476,7 @@ print({k: round(result["test"][k], 1) for k in ("kw_top1_avg", "kw_top1_chance",
 # subword throws away what the parallel model keeps in a continuous vector, and the pocket speech features leave
 # it less to spare. This run is the weakest of the five we have at 1,500 steps: with `SEED = 7123` and `7124` the
 # same notebook reached keyword top-1 45.4 and 44.0 %<!-- unrecorded --> and R@1 4.6 %<!-- unrecorded --> (the regression runs that set the
-# `cpu` baseline's tolerances), and this seed with one thread 42.3 %<!-- unrecorded -->. Its codebook nearly collapsed early (the training
+# `cpu` baseline's tolerances), and this seed with one thread 42.3 and 34.5 %<!-- unrecorded --> (the pipeline command and `speechclip.findings`). Its codebook nearly collapsed early (the training
 # curve's perplexity dips under 10<!-- unrecorded -->) and recovered late. With a codebook in the loop, one run says little: read the
 # spread over seeds in notebook 30 and the README.
 

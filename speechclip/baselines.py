@@ -14,7 +14,7 @@ RULES = ("higher", "lower", "exact", "close", "info")
 FAILING = ("REGRESSION", "CHANGED", "MISSING")  # statuses that fail a run
 INFO_WORDS = ("wall", "elapsed")  # wall times vary with the machine and its load: shown, never compared
 # Reference values, neither better nor worse when they move: compared two-sided.
-CLOSE_WORDS = ("chance", "untrained", "random_init", "majority", "padding")
+CLOSE_WORDS = ("chance", "untrained", "random_init", "majority", "prior", "padding")
 HIGHER_WORDS = ("r@", "recall", "acc", "hit", "kw_", "topline", "probe")
 LOWER_WORDS = ("loss", "error", "perplexity")
 

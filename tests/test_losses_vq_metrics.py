@@ -159,3 +159,16 @@ def test_top1_keyword_chance_is_far_below_top5():
     refs = [set(range(6))] * 10
     top5, top1 = keyword_chance_rate(refs, 70, 5), keyword_chance_rate(refs, 70, 1)
     assert top1 == pytest.approx(100 * 6 / 70) and top5 > 3.5 * top1
+
+
+def test_keyword_prior_is_the_best_constant_slot():
+    from speechclip.metrics import keyword_hits, keyword_prior_rate
+    # word 7 is in three of four captions: a slot that always says 7 hits 75%, far above uniform chance
+    refs = [{7, 1}, {7, 2}, {7, 3}, {4, 5}]
+    assert keyword_prior_rate(refs, 1) == pytest.approx(75.0)
+    assert keyword_prior_rate(refs, 5) == pytest.approx(100.0)
+    # the same number through the hit-rate code path, for the constant slot, and no single constant does better
+    constant = torch.full((4, 1, 1), 7)
+    assert 100 * keyword_hits(constant, refs).float().mean().item() == pytest.approx(75.0)
+    best = max(sum(w in r for r in refs) for w in range(10)) / len(refs) * 100
+    assert keyword_prior_rate(refs, 1) == pytest.approx(best)

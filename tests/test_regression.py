@@ -96,6 +96,7 @@ def test_flatten_and_rules_from_names():
     assert rules == {"test.speech2image_R@1": "higher", "test.loss": "lower", "steps": "exact",
                      "layer_accuracy.0": "higher", "layer_accuracy.1": "higher", "wall_seconds.train": "info"}
     assert infer_rule("untrained_test.speech2image_R@1", 12.5) == "close"
+    assert infer_rule("test.kw_top1_prior", 34.0) == "close"
     assert infer_rule("test.kw_chance", 59.5) == "close"
 
 

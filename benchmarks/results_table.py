@@ -67,7 +67,9 @@ def render(m: dict) -> str:
                 f"{r('10_parallel/test_seen_voices.speech2image')} | {r('10_parallel/test_seen_voices.image2speech')} | |")
     rows.append(f"| Cascaded SpeechCLIP (`11`), K = 8, held-out voices | {r('11_cascaded/test.speech2image')} | "
                 f"{r('11_cascaded/test.image2speech')} | keyword top-1 is a caption content word "
-                f"{m['11_cascaded/test.kw_top1_avg']:.1f}% (chance {m['11_cascaded/test.kw_top1_chance']:.1f}%); "
+                f"{m['11_cascaded/test.kw_top1_avg']:.1f}% (chance {m['11_cascaded/test.kw_top1_chance']:.1f}%"
+                + (f", always the most frequent word {m['11_cascaded/test.kw_top1_prior']:.1f}%"
+                   if get("11_cascaded/test.kw_top1_prior") is not None else "") + "); "
                 f"reference top-5 hit rate {m['11_cascaded/test.kw_avg']:.1f}% "
                 f"(chance {m['11_cascaded/test.kw_chance']:.1f}%) |")
     if get("20_cif/test.speech2image_R@1") is not None:

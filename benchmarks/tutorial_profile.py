@@ -7,6 +7,8 @@ benchmarks/tutorial_profile.json.
 
     python benchmarks/tutorial_profile.py            # from scratch: removes the corpus and every artifact first
     python benchmarks/tutorial_profile.py --keep     # reuse what is already built (times only what is missing)
+    python benchmarks/tutorial_profile.py --only 01_backbones   # one stage again on what is built; prints, writes
+                                                                # artifacts/profile/only.json, leaves the README
 """
 from __future__ import annotations
 
@@ -23,33 +25,39 @@ ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- tutorial-profile:start -->", "<!-- tutorial-profile:end -->"
 
 
-def _tree_rss(proc) -> int:
-    """Resident bytes of a process and all its descendants (a notebook's kernel, a backbone trained beside it)."""
+def _tree_memory(proc) -> tuple[int, int]:
+    """Resident and proportional bytes of a process and all its descendants (a notebook's kernel, a backbone
+    trained beside it). Summed RSS counts the pages the processes share (the torch libraries, about 0.3-0.6 GB
+    each) once per process; summed PSS splits each shared page among its users, so it is what they take together.
+    """
     import psutil
 
-    total = 0
+    rss = pss = 0
     try:
         root = psutil.Process(proc.pid)
         for p in [root, *root.children(recursive=True)]:
             try:
-                total += p.memory_info().rss
+                info = p.memory_full_info()
+                rss += info.rss
+                pss += getattr(info, "pss", info.rss)
             except psutil.Error:
                 pass
     except psutil.Error:
         pass
-    return total
+    return rss, pss
 
 
 def timed(cmd: list[str], log: Path) -> dict:
     """Run cmd under GNU time: wall seconds; peak resident memory of the largest process of the stage (GNU time);
     and the peak of all the stage's processes together, sampled every 0.2 s (notebook 01 trains its two pocket
-    backbones in two processes at once)."""
-    t0, together = time.perf_counter(), 0
+    backbones in two processes at once), as summed RSS and as summed PSS (shared pages counted once)."""
+    t0, together, together_pss = time.perf_counter(), 0, 0
     with open(log, "w") as fh:
         proc = subprocess.Popen(["/usr/bin/time", "-f", "PEAK_KB %M", *cmd], cwd=ROOT, stdout=fh,
                                 stderr=subprocess.STDOUT)
         while proc.poll() is None:
-            together = max(together, _tree_rss(proc))
+            rss, pss = _tree_memory(proc)
+            together, together_pss = max(together, rss), max(together_pss, pss)
             time.sleep(0.2)
     wall = time.perf_counter() - t0
     text = log.read_text(errors="replace")
@@ -57,7 +65,7 @@ def timed(cmd: list[str], log: Path) -> dict:
     if proc.returncode:
         sys.exit(f"stage failed ({proc.returncode}): {' '.join(cmd)}; see {log}")
     return {"seconds": round(wall, 1), "peak_gb": round(int(peak[-1]) / 1e6, 2) if peak else None,
-            "peak_all_gb": round(together / 1e9, 2)}
+            "peak_all_gb": round(together / 1e9, 2), "peak_all_pss_gb": round(together_pss / 1e9, 2)}
 
 
 def read_json(path: Path) -> dict:
@@ -78,14 +86,16 @@ def details(preset: str) -> dict:
 
 
 def write_readme(result: dict) -> None:
-    rows = ["| stage | wall time | peak memory, largest process | peak memory, all processes |", "|---|---|---|---|"]
+    rows = ["| stage | wall time | peak memory, largest process | peak memory, all processes (summed RSS) | "
+            "all processes (summed PSS) |", "|---|---|---|---|---|"]
     for name, r in result["stages"].items():
         rows.append(f"| {name} | {r['seconds'] / 60:.1f} min ({r['seconds']:.0f} s) | {r['peak_gb']} GB | "
-                    f"{r.get('peak_all_gb', '—')} GB |")
+                    f"{r.get('peak_all_gb', '—')} GB | {r.get('peak_all_pss_gb', '—')} GB |")
     total = sum(r["seconds"] for r in result["stages"].values())
     peak = max(r["peak_gb"] or 0 for r in result["stages"].values())
     peak_all = max(r.get("peak_all_gb") or 0 for r in result["stages"].values())
-    rows.append(f"| **total** | **{total / 60:.1f} min** | **{peak} GB** | **{peak_all} GB** |")
+    peak_pss = max(r.get("peak_all_pss_gb") or 0 for r in result["stages"].values())
+    rows.append(f"| **total** | **{total / 60:.1f} min** | **{peak} GB** | **{peak_all} GB** | **{peak_pss} GB** |")
     rows += ["", "Recorded inside the stages (seconds; the two pocket backbones train at the same time, one in a",
              "second process):", "", "| step | seconds |", "|---|---|"]
     rows += [f"| {k} | {v} |" for k, v in result["details"].items() if v is not None]
@@ -104,8 +114,21 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="cpu", help="corpus preset, as `make tutorial CORPUS_PRESET=...`")
     p.add_argument("--keep", action="store_true", help="keep the corpus and artifacts already built")
+    p.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="profile only these notebooks (stems), on what is built")
     args = p.parse_args()
     py = str(ROOT / ".venv" / "bin" / "python")
+    if args.only:
+        logs = ROOT / "artifacts" / "profile"
+        logs.mkdir(parents=True, exist_ok=True)
+        stages = {}
+        for stem in args.only:
+            nb = ROOT / "notebooks" / f"{stem}.ipynb"
+            stages[f"notebook {stem}"] = timed(
+                [py, "-m", "papermill", "--cwd", "notebooks", "-p", "DATA_DIR", f"../data/synthetic_{args.preset}",
+                 str(nb.relative_to(ROOT)), f"artifacts/runs/{nb.name}"], logs / f"{stem}.log")
+            print(stem, stages[f"notebook {stem}"], flush=True)
+        (logs / "only.json").write_text(json.dumps({"stages": stages, "details": details(args.preset)}, indent=1))
+        return
     if not args.keep:
         for path in (ROOT / "data" / f"synthetic_{args.preset}", ROOT / "artifacts"):
             shutil.rmtree(path, ignore_errors=True)

@@ -485,8 +485,9 @@ print({k: round(result["test"][k], 1) for k in ("kw_top1_avg", "kw_top1_chance",
 # `cpu` baseline's tolerances), and this seed with one thread 42.3 and 34.5 %<!-- unrecorded --> (the pipeline command and `speechclip.findings`). Its codebook's use dipped early (the training
 # curve's perplexity falls under 10<!-- unrecorded --> at step 300) and recovered late, but the dip is not what sets it apart: counted
 # over the test set, its slots use as many different subwords as those of the 7123 run (per-slot perplexity 6 to 19
-# against 6 to 13<!-- unrecorded -->). The difference is which words: its slots often settle on words that are not content words of the
-# caption ("over", "at", "below", ":"<!-- unrecorded -->), where the stronger runs' slots name colours and shapes. With a codebook in the loop, one run says little: read the
+# against 6 to 13<!-- unrecorded -->). The difference is which words: its slots often settle on words that are rarely in the caption
+# (relation words such as "over" and "below", or "at" and ":"<!-- unrecorded -->), a private code CLIP reads, where the stronger runs'
+# slots name colours, sizes and shapes (`benchmarks/keyword_slots.py`). With a codebook in the loop, one run says little: read the
 # spread over seeds in notebook 30 and the README.
 
 # %% [markdown]

@@ -277,7 +277,8 @@ save_figure(fig, figures / f"{NB}_training_curve.png")
 # The fixed-K numbers are read from notebook 11's record (`ARTIFACTS_DIR/metrics/11_cascaded.json`) when it ran
 # with the same artifacts folder; the keyword measures are those of notebook 11 (§7.2 and the Decisions' CIF
 # variant): `kw` one of a keyword's 5 nearest subwords is in the caption, `kw_content` the same against content
-# words only, `kw_top1` the keyword's own subword is a content word of the caption, each beside its chance level.
+# words only, `kw_top1` the keyword's own subword is a content word of the caption, each beside its chance level;
+# `kw_top1_prior` is what a keyword that always names the most frequent content word would score.
 # For CIF they average over every keyword that fired.
 
 # %%
@@ -290,7 +291,7 @@ elif fixed.get("preset") != PRESET:
     print(f"{fixed_path} is from preset {fixed.get('preset')!r}, not {PRESET!r}: not comparable, left out")
     fixed = None
 KEYS = ["speech2image_R@1", "speech2image_R@5", "speech2image_R@10", "image2speech_R@10", "mean_R@10",
-        "kw_avg", "kw_chance", "kw_content_avg", "kw_content_chance", "kw_top1_avg", "kw_top1_chance"]
+        "kw_avg", "kw_chance", "kw_content_avg", "kw_content_chance", "kw_top1_avg", "kw_top1_chance", "kw_top1_prior"]
 comparison = {"Cascaded+ (this run)": [test.get(k) for k in KEYS], "untrained Cascaded+": [untrained.get(k) for k in KEYS]}
 if fixed is not None:
     comparison["fixed-K cascaded (notebook 11)"] = [fixed["test"].get(k) for k in KEYS]

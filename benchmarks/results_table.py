@@ -71,7 +71,9 @@ def render(m: dict) -> str:
                 + (f", always the most frequent word {m['11_cascaded/test.kw_top1_prior']:.1f}%"
                    if get("11_cascaded/test.kw_top1_prior") is not None else "") + "); "
                 f"reference top-5 hit rate {m['11_cascaded/test.kw_avg']:.1f}% "
-                f"(chance {m['11_cascaded/test.kw_chance']:.1f}%) |")
+                f"(chance {m['11_cascaded/test.kw_chance']:.1f}%"
+                + (f", always the five most frequent words {m['11_cascaded/test.kw_prior']:.1f}%"
+                   if get("11_cascaded/test.kw_prior") is not None else "") + ") |")
     if get("20_cif/test.speech2image_R@1") is not None:
         rows.append(f"| Cascaded+ SpeechCLIP (`20`), CIF keywords, held-out voices | {r('20_cif/test.speech2image')} | "
                     f"{r('20_cif/test.image2speech')} | keyword top-1 {m['20_cif/test.kw_top1_avg']:.1f}% "

@@ -24,8 +24,8 @@
 # retrieval. Paper: SpeechCLIP §2.2 (Shih et al., SLT 2022), the parallel model; reference
 # [docs/reference.md](../docs/reference.md) §2, §3, §7 and §9.
 #
-# **Wall time on the 2-core CPU:** 6.7 minutes with the defaults: caching the frozen features of every split
-# (3.6 minutes, reused by notebooks 11, 20 and 21) and 1,000 training steps (2.2 minutes) (`benchmarks/tutorial_profile.py`).
+# **Wall time on the 2-core CPU:** 7.1 minutes with the defaults: caching the frozen features of every split
+# (3.8 minutes, reused by notebooks 11, 20 and 21) and 1,000 training steps (2.3 minutes) (`benchmarks/tutorial_profile.py`).
 
 # %% tags=["parameters"]
 PRESET = "pocket"

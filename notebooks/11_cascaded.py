@@ -24,8 +24,8 @@
 # package, train the model, and look at the words it picks and where it listens. Paper: SpeechCLIP §2.3 (Shih et
 # al., SLT 2022), the cascaded model; reference [docs/reference.md](../docs/reference.md) §2, §4, §7 and §9.
 #
-# **Wall time on the 2-core CPU:** 3.5 minutes with the defaults (1,500 training steps in 123 s, on the features
-# notebook 10 cached; the `cpu` regression run from a clean clone, `make regression PRESET=cpu`).
+# **Wall time on the 2-core CPU:** 3.2 minutes with the defaults (1,500 training steps in 111 s, on the features
+# notebook 10 cached; `benchmarks/tutorial_profile.py`).
 
 # %% tags=["parameters"]
 PRESET = "pocket"

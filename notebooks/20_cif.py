@@ -27,9 +27,9 @@
 # times the synthetic corpus knows, beside a baseline that fires at evenly spaced positions. Paper: SpeechCLIP+
 # (arXiv 2402.06959), method section (Cascaded+); reference [docs/reference.md](../docs/reference.md) §5.1–§5.3.
 #
-# **Wall time on the 2-core CPU.** With the default `PRESET="pocket"`, 5.0 minutes (1,500 training steps in 190 s),
-# measured in the `cpu` regression run from a clean clone (`make regression PRESET=cpu`) after notebooks 00–11 had
-# built the pocket backbones and the feature cache; with `PRESET="smoke"`, under a minute.
+# **Wall time on the 2-core CPU.** With the default `PRESET="pocket"`, 4.4 minutes (1,500 training steps in 164 s),
+# measured by `benchmarks/tutorial_profile.py` after notebooks 00–11 had built the pocket backbones and the feature
+# cache; with `PRESET="smoke"`, under a minute.
 
 # %% tags=["parameters"]
 PRESET = "pocket"

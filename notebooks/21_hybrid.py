@@ -26,7 +26,7 @@
 # (`speechclip.findings`). Paper: SpeechCLIP+ (arXiv 2402.06959), method section (Hybrid, Hybrid+); reference
 # [docs/reference.md](../docs/reference.md) §5.4–§5.6.
 #
-# **Wall time on the 2-core CPU:** 2.1 minutes with the defaults (1,000 training steps in 75 s), measured by
+# **Wall time on the 2-core CPU:** 2.1 minutes with the defaults (1,000 training steps in 74 s), measured by
 # `benchmarks/tutorial_profile.py` after notebooks 00–20 had built the pocket backbones and the feature cache; with
 # `PRESET="smoke"`, under a minute.
 #

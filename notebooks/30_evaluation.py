@@ -30,7 +30,7 @@
 # papers' Flickr8k or SpokenCOCO numbers. What can be compared is the direction of each finding (which model beats
 # which, whether a score is above chance) and ratios to chance or to the topline.
 #
-# **Wall time on the 2-core CPU:** 19 s after notebooks 00–21 (`benchmarks/tutorial_profile.py`); it trains nothing.
+# **Wall time on the 2-core CPU:** 20 s after notebooks 00–21 (`benchmarks/tutorial_profile.py`); it trains nothing.
 
 # %% tags=["parameters"]
 PRESET = "pocket"

@@ -50,6 +50,8 @@ def test_every_preset_and_family_matches_the_reference(preset, family):
     # the pocket keyword families (cascaded, Cascaded+) train 1,500 steps, the others 1,000 (config comment)
     if preset == "pocket":
         assert cfg["train"]["max_steps"] == (1500 if family in ("cascaded", "cascaded_plus") else 1000)
+    # the pocket parallel branch has two transformer layers, every other preset the papers' one (config comment)
+    assert cfg["model"]["parallel_layers"] == (2 if (preset, family) == ("pocket", "parallel") else 1)
 
 
 def test_retrieval_branch_must_exist_and_cif_width_be_odd():

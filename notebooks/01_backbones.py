@@ -151,9 +151,6 @@ print("initial layer weights:", torch.softmax(wls.weights, 0).detach().numpy().r
 # varied recordings such as Flickr8k's, pretrained HuBERT features are much stronger than MFCCs.
 
 # %%
-if clip_job is not None:
-    clip_job.wait()  # the pocket CLIP started at the top; it usually finishes before the HuBERT, so this costs nothing
-    torch.set_num_threads(threads)  # the probes' encoder passes get both cores back
 probe = word_probe(speech, DATA_DIR, PROBE_TRAIN_UTTS, PROBE_TEST_UTTS, seed=SEED)
 untrained = load_speech_encoder(cfg.speech, random_init=True, pocket_cfg=cfg.pocket_hubert)
 probe_random = word_probe(untrained, DATA_DIR, PROBE_TRAIN_UTTS, PROBE_TEST_UTTS, seed=SEED)
@@ -202,6 +199,9 @@ save_figure(fig, f"{FIGURES_DIR}/01_word_probe.png", bbox_inches=None)
 # loaded by the same code path as a downloaded checkpoint.
 
 # %%
+if clip_job is not None:
+    clip_job.wait()  # the pocket CLIP's training, started at the top of the notebook
+    torch.set_num_threads(threads)
 clip = load_clip(cfg.clip, pocket_cfg=cfg.pocket_clip, corpus_root=DATA_DIR, artifacts_dir=ARTIFACTS_DIR)
 print(f"joint embed_dim D = {clip.embed_dim}, token_dim D_t = {clip.token_dim}")
 print(f"parameters: {sum(p.numel() for p in clip.parameters()):,}, all frozen:",

@@ -99,20 +99,7 @@ def _pooled_words(encoder, rows, ctm, batch_size: int = 16) -> tuple:
 
 
 def _probe_accuracy(x_train, y_train, x_test, y_test, l2: float = 1e-4, iters: int = 100) -> float:
-    """Test accuracy of a linear softmax probe on standardised features (full-batch L-BFGS, bounded cost).
-
-    One thread: thousands of tiny ops, where extra threads only spin (10x slower on a busy 2-core machine). The
-    encoder passes that make the features keep the caller's threads (200 utterances: 7.7 s on one, 4.4 s on two).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _fit_probe(x_train, y_train, x_test, y_test, l2, iters)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _fit_probe(x_train, y_train, x_test, y_test, l2: float, iters: int) -> float:
+    """Test accuracy of a linear softmax probe on standardised features (full-batch L-BFGS, bounded cost)."""
     classes = {w: i for i, w in enumerate(sorted(set(y_train)))}
     mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
     x = torch.as_tensor((x_train - mu) / sd, dtype=torch.float32)
@@ -146,7 +133,12 @@ def word_probe(encoder, corpus_root, max_train_utts: int = 1000, max_test_utts: 
     middle frame ("frame": what a frame knows about the word it sits in, the view SpeechCLIP's attention gets).
     Trained on train-split words, scored on test-split words (words seen >= min_count times in training).
     """
-    return _word_probe(encoder, corpus_root, max_train_utts, max_test_utts, min_count, seed, probe_iters)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # thousands of tiny ops: extra threads only spin, 10x slower on a busy 2-core machine
+    try:
+        return _word_probe(encoder, corpus_root, max_train_utts, max_test_utts, min_count, seed, probe_iters)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _word_probe(encoder, corpus_root, max_train_utts, max_test_utts, min_count, seed, probe_iters) -> dict:

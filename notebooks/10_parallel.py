@@ -25,7 +25,7 @@
 # retrieval. Paper: SpeechCLIP §2.2 (Shih et al., SLT 2022), the parallel model; reference
 # [docs/reference.md](../docs/reference.md) §2, §3, §7 and §9.
 #
-# **Wall time on the 2-core CPU:** 9.4 minutes with the defaults: caching the frozen features of every split
+# **Wall time on the 2-core CPU:** 10.1 minutes with the defaults: caching the frozen features of every split
 # (3.8 minutes, reused by notebooks 11, 20 and 21) and 1,000 training steps of the two-layer branch (4.2 minutes) (`benchmarks/tutorial_profile.py`'s feature caching, and this notebook run again on those features with two layers).
 
 # %% tags=["parameters"]

@@ -65,7 +65,7 @@ print(cfg.speech, cfg.clip, sep="\n")
 # **Offline only: both pocket backbones train at once.** On a 2-core CPU neither pocket backbone's training gets
 # much from a second thread (the pocket HuBERT runs 1.4 times as fast with two threads as with one, the pocket CLIP
 # 1.6 times; `benchmarks/README.md`), so the next cell starts the pocket CLIP's training in a second process with
-# half the threads, and this kernel trains the pocket HuBERT with the other half. Section 4 waits for the CLIP.
+# half the threads, and this kernel trains the pocket HuBERT with the other half. Section 3 waits for the CLIP.
 # The result is the same cache folder either way. With real weights, or once both are cached, nothing starts.
 
 # %%
@@ -149,8 +149,14 @@ print("initial layer weights:", torch.softmax(wls.weights, 0).detach().numpy().r
 # **MFCCs** (13 + deltas, what the pocket HuBERT learned to cluster) and the **same architecture with random weights**
 # (what the architecture alone gives). Synthetic TTS speech is very regular, so MFCCs are a strong baseline here; on real,
 # varied recordings such as Flickr8k's, pretrained HuBERT features are much stronger than MFCCs.
+#
+# The probes' encoder passes run on every thread, so first the cell waits for the pocket CLIP's background training
+# (on the 2-core machine it ends about a minute before the pocket HuBERT's).
 
 # %%
+if clip_job is not None:
+    clip_job.wait()
+    torch.set_num_threads(threads)
 probe = word_probe(speech, DATA_DIR, PROBE_TRAIN_UTTS, PROBE_TEST_UTTS, seed=SEED)
 untrained = load_speech_encoder(cfg.speech, random_init=True, pocket_cfg=cfg.pocket_hubert)
 probe_random = word_probe(untrained, DATA_DIR, PROBE_TRAIN_UTTS, PROBE_TEST_UTTS, seed=SEED)
@@ -199,9 +205,6 @@ save_figure(fig, f"{FIGURES_DIR}/01_word_probe.png", bbox_inches=None)
 # loaded by the same code path as a downloaded checkpoint.
 
 # %%
-if clip_job is not None:
-    clip_job.wait()  # the pocket CLIP's training, started at the top of the notebook
-    torch.set_num_threads(threads)
 clip = load_clip(cfg.clip, pocket_cfg=cfg.pocket_clip, corpus_root=DATA_DIR, artifacts_dir=ARTIFACTS_DIR)
 print(f"joint embed_dim D = {clip.embed_dim}, token_dim D_t = {clip.token_dim}")
 print(f"parameters: {sum(p.numel() for p in clip.parameters()):,}, all frozen:",

@@ -17,8 +17,8 @@
 # # 10 · Parallel SpeechCLIP: a spoken caption lands next to its image
 #
 # The parallel model puts one learnable CLS token in front of the frozen HuBERT features, summarises the
-# utterance with a transformer layer (one in the papers, two on the offline `pocket` preset, where one underfits the
-# pocket features), and projects the CLS output into CLIP's embedding space, where it is
+# utterance with a transformer layer (one in the papers; three on the offline `pocket` preset, where one underfits the
+# pocket features, reading frames averaged in pairs), and projects the CLS output into CLIP's embedding space, where it is
 # pulled towards the CLIP embedding of the image the caption describes. You will write its loss (a masked,
 # symmetric InfoNCE) and check it against the package, verify the parameter count by formula and the untrained
 # model's recall against chance, train it, and measure speech→image, image→speech and *zero-shot* speech↔text
@@ -114,6 +114,10 @@ print(f"torch {torch.__version__} on {device}; run directory {run_dir}")
 # per dimension over its frames (`model.feature_norm = "utterance"`, classic CMVN). The pocket HuBERT's frames
 # share a large common component, and without it the branch learns several times slower
 # (`benchmarks/README.md`, learning controls).
+# And for the parallel branch alone: three transformer layers instead of one, reading every two of those frames
+# averaged (`model.parallel_layers = 3`, `model.branch_pool = 2`, 6.25 Hz). With one layer the branch underfits
+# the pocket features; three layers on the coarser frames learned as much as two at 12.5 Hz in about three quarters
+# of the training time (`benchmarks/README.md`, "Parallel branch depth").
 
 # %%
 overrides = {"data.root": DATA_DIR, "train.seed": SEED, "train.device": DEVICE}
@@ -229,8 +233,8 @@ assert parallel_params(25, 1024, 768, 4096, learnable_temperature=True) == 13_38
 print(f"trainable {counted:,} (formula {by_formula:,}); frozen backbones {frozen:,}")
 
 # %% [markdown]
-# Sample output (`PRESET="pocket"`, two layers): `trainable 915,013 (formula 915,013); frozen backbones 9,905,057`:
-# the bridge is about 8% of the model, where the paper's one-layer Base bridge is 3% (7.5<!-- unrecorded --> M of about 257 M); with
+# Sample output (`PRESET="pocket"`, three layers): `trainable 1,359,877 (formula 1,359,877); frozen backbones 9,905,057`:
+# the bridge is about 12% of the model, where the paper's one-layer Base bridge is 3% (7.5<!-- unrecorded --> M of about 257 M); with
 # one layer the pocket bridge would be 470,149<!-- unrecorded -->, 5%.
 
 # %% [markdown]

@@ -20,6 +20,7 @@ from speechclip.config import HAS_CIF, HAS_PARALLEL, Config, config_from_dict
 from speechclip.losses import ContrastiveLoss
 from speechclip.parallel import ParallelBranch
 from speechclip.plus import build_plus_branch
+from speechclip.speech_encoder import pool_frames
 
 FROZEN_PREFIXES = ("speech_encoder.", "clip.")
 # Scalars besides the losses that fit logs in its train rows (CIF: fired keywords against the quantity target).
@@ -96,6 +97,9 @@ class SpeechCLIP(nn.Module):
         cif_target (B,), given only in the first training steps, rescales the CIF weights to fire that many.
         """
         speech_feats = self.layer_weights(hidden_states)  # (B, T, D_a)
+        if self.cfg.model.branch_pool > 1:  # parallel only (validate_config): a coarser frame rate, a CPU lever
+            pooled, feat_lens = pool_frames(speech_feats[None], feat_lens, self.cfg.model.branch_pool)
+            speech_feats = pooled[0]
         pad_mask = pad_mask_from_lens(feat_lens, speech_feats.shape[1])
         if self.cfg.model.feature_norm == "utterance":
             speech_feats = utterance_norm(speech_feats, pad_mask)

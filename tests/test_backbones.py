@@ -309,3 +309,17 @@ def test_frame_pool_averages_real_frames_and_stays_padding_invariant(tmp_path):
     assert out_lens.tolist() == [3] and out[0, 0, :, 0].tolist() == [1.5, 5.5, 8.0]
     assert full_lens.tolist() == [int(conv_output_lengths(torch.tensor([9000]), enc.model.config.conv_kernel,
                                                           enc.model.config.conv_stride))]
+
+
+def test_tokenize_remembers_captions_and_gives_the_tokenizers_ids(clip, monkeypatch):
+    import speechclip.clip_encoder as ce
+    texts = ["a dog runs", "two cats sit", "a dog runs", "a red ball"]
+    assert torch.equal(clip.tokenize(texts), clip.tokenizer(texts))
+    assert torch.equal(clip.tokenize("two cats sit"), clip.tokenizer(["two cats sit"]))
+    calls = []
+    monkeypatch.setattr(clip, "tokenizer", lambda t: calls.append(list(t)) or ce.open_clip.get_tokenizer("ViT-B-32")(t))
+    assert torch.equal(clip.tokenize(texts + ["a blue car"]), ce.open_clip.get_tokenizer("ViT-B-32")(texts + ["a blue car"]))
+    assert calls == [["a blue car"]]  # only the caption it had not seen
+    monkeypatch.setattr(ce, "TOKEN_MEMO", len(clip._token_rows))  # full: tokenizes without remembering more
+    clip.tokenize(["a green tree"])
+    assert "a green tree" not in clip._token_rows and clip.tokenize([]).shape[0] == 0

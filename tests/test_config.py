@@ -50,8 +50,11 @@ def test_every_preset_and_family_matches_the_reference(preset, family):
     # the pocket keyword families (cascaded, Cascaded+) train 1,500 steps, the others 1,000 (config comment)
     if preset == "pocket":
         assert cfg["train"]["max_steps"] == (1500 if family in ("cascaded", "cascaded_plus") else 1000)
-    # the pocket parallel branch has two transformer layers, every other preset the papers' one (config comment)
-    assert cfg["model"]["parallel_layers"] == (2 if (preset, family) == ("pocket", "parallel") else 1)
+    # the pocket parallel branch has three transformer layers on frames pooled twice, every other preset the
+    # papers' one layer at the encoder's rate (config comment)
+    pocket_parallel = (preset, family) == ("pocket", "parallel")
+    assert cfg["model"]["parallel_layers"] == (3 if pocket_parallel else 1)
+    assert cfg["model"]["branch_pool"] == (2 if pocket_parallel else 1)
 
 
 def test_retrieval_branch_must_exist_and_cif_width_be_odd():
@@ -63,6 +66,9 @@ def test_retrieval_branch_must_exist_and_cif_width_be_odd():
         load_config("smoke", "cascaded_plus", {"model.cif_conv_width": 4})
     with pytest.raises(ValueError, match="quantity_target='words' is not one of"):
         load_config("smoke", "cascaded_plus", {"model.quantity_target": "words"})
+    for family in ("cascaded", "cascaded_plus", "hybrid", "hybrid_plus"):
+        with pytest.raises(ValueError, match="branch_pool=2 is for family 'parallel' only"):
+            load_config("smoke", family, {"model.branch_pool": 2})
 
 
 @pytest.mark.parametrize("override, error, text", [

@@ -209,3 +209,21 @@ def test_utterance_norm_normalises_real_frames_and_ignores_padding():
     assert torch.allclose(out[1, :7], alone[0], atol=1e-5) and (out[1, 7:] == 0).all()
     assert torch.allclose(out[0].mean(0), torch.zeros(6), atol=1e-5)
     assert torch.allclose(out[0].var(0, unbiased=False), torch.ones(6), atol=1e-3)
+
+
+def test_branch_pool_averages_frames_before_the_parallel_branch():
+    """model.branch_pool=k sees what a k-times coarser encoder would give, and padding never leaks into it."""
+    from speechclip.speech_encoder import pool_frames
+    pooled_cfg = tiny_config("parallel")
+    pooled_cfg.model.branch_pool = 2
+    pooled = build_model(pooled_cfg, tiny_speech_encoder(), tiny_clip()).eval()
+    plain = build_model(tiny_config("parallel"), tiny_speech_encoder(), tiny_clip()).eval()
+    plain.load_state_dict(pooled.state_dict())
+    hidden, lens = torch.randn(3, 2, 9, 32), torch.tensor([9, 5])  # (L+1, B, T, D_a) of the tiny encoder
+    coarse, coarse_lens = pool_frames(hidden, lens, 2)
+    with torch.no_grad():
+        a = pooled.encode_features(hidden, lens)["speech_embeds"]
+        b = plain.encode_features(coarse, coarse_lens)["speech_embeds"]
+        alone = pooled.encode_features(hidden[:, 1:, :5], lens[1:])["speech_embeds"]
+    assert torch.allclose(a, b, atol=1e-5)
+    assert torch.allclose(a[1], alone[0], atol=1e-5)

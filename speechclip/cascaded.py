@@ -22,9 +22,13 @@ class AttentionAndNorm(nn.Module):
         self.attn = nn.MultiheadAttention(d_model, heads, dropout=dropout, batch_first=True)
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor, need_weights: bool = False):
-        out, weights = self.attn(x, x, x, key_padding_mask=pad_mask, need_weights=need_weights)
-        return self.norm(x + out), weights  # weights (B, n+T, n+T) averaged over heads, or None
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor, need_weights: bool = False,
+                queries: int | None = None):
+        """(B, n, D) -> (B, n, D), or with `queries` the first positions only (B, queries, D): every position
+        is still a key and a value, so those outputs are the same; the others are not computed."""
+        q = x if queries is None else x[:, :queries]
+        out, weights = self.attn(q, x, x, key_padding_mask=pad_mask, need_weights=need_weights)
+        return self.norm(q + out), weights  # weights (B, queries or n, n) averaged over heads, or None
 
 
 class KeywordBatchNorm(nn.Module):
@@ -73,10 +77,10 @@ class CascadedBranch(nn.Module):
     def forward(self, speech_feats, pad_mask, vocab_embeds, masked_positions=(), need_weights=False) -> dict:
         """speech_feats (B, T, D_a) -> keyword_embeds (B, K, D_t), keyword_ids (B, K), attention (B, K, T)."""
         x, mask = prepend_tokens(self.cls, speech_feats, pad_mask)
-        x, weights = self.attention(x, mask, need_weights=need_weights)
-        keywords = self.bn(self.proj(x[:, : self.num_keywords]))  # (B, K, D_t)
+        x, weights = self.attention(x, mask, need_weights=need_weights, queries=self.num_keywords)  # (B, K, D_a)
+        keywords = self.bn(self.proj(x))  # (B, K, D_t)
         out = self.vq(keywords, vocab_embeds, masked_positions)
         out["keywords_continuous"] = keywords
         if weights is not None:
-            out["attention"] = weights[:, : self.num_keywords, self.num_keywords:]  # keyword -> frame
+            out["attention"] = weights[:, :, self.num_keywords:]  # keyword -> frame
         return out

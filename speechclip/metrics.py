@@ -72,11 +72,9 @@ def chance_recall(num_candidates: int, num_targets: int = 1, ks=KS) -> dict[str,
 
 def keyword_hits(neighbour_ids: torch.Tensor, caption_ids: list[set]) -> torch.Tensor:
     """neighbour_ids (B, K, n) original CLIP ids; caption_ids[b] the caption's subword ids -> (B, K) bool hits."""
-    hits = torch.zeros(neighbour_ids.shape[:2], dtype=torch.bool)
-    for b, ref in enumerate(caption_ids):
-        for k, row in enumerate(neighbour_ids[b].tolist()):
-            hits[b, k] = bool(ref.intersection(row))
-    return hits
+    rows = neighbour_ids.tolist()
+    hits = [[not ref.isdisjoint(slot) for slot in rows[b]] for b, ref in enumerate(caption_ids)]
+    return torch.tensor(hits, dtype=torch.bool).reshape(neighbour_ids.shape[:2])
 
 
 def keyword_hit_rate(neighbour_ids: torch.Tensor, caption_ids: list[set], lengths=None) -> dict[str, float]:

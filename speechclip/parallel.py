@@ -20,8 +20,25 @@ def prepend_tokens(tokens: nn.Parameter, speech_feats: torch.Tensor, pad_mask: t
     return x, torch.cat([keep, pad_mask], dim=1)
 
 
+def encoder_layer_queries(layer: nn.TransformerEncoderLayer, x: torch.Tensor, pad_mask: torch.Tensor,
+                          queries: int) -> torch.Tensor:
+    """A post-LN nn.TransformerEncoderLayer's output at the first `queries` positions only: (B, queries, D).
+
+    Every position still serves as key and value, so the result equals the full layer's output there; the frames'
+    own outputs, which nothing reads after the last layer, are not computed (their queries, output projection and
+    feed-forward are most of a layer's cost).
+    """
+    q = x[:, :queries]
+    attended = layer.self_attn(q, x, x, key_padding_mask=pad_mask, need_weights=False)[0]
+    y = layer.norm1(q + layer.dropout1(attended))
+    return layer.norm2(y + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(y))))))
+
+
 class ParallelBranch(nn.Module):
-    """CLS token + post-LN transformer layer(s) + final LayerNorm + Linear(D_a -> D)."""
+    """CLS token + post-LN transformer layer(s) + final LayerNorm + Linear(D_a -> D).
+
+    Only the CLS output is read, so the last layer runs for the CLS query alone (`encoder_layer_queries`).
+    """
 
     def __init__(self, d_model: int, out_dim: int, heads: int = 8, layers: int = 1, ffn_mult: int = 4,
                  dropout: float = 0.1):
@@ -36,5 +53,8 @@ class ParallelBranch(nn.Module):
     def forward(self, speech_feats: torch.Tensor, pad_mask: torch.Tensor) -> dict:
         """speech_feats (B, T, D_a), pad_mask (B, T) True on padding -> parallel_embeds (B, D) L2-normalised."""
         x, mask = prepend_tokens(self.cls, speech_feats, pad_mask)
-        x = self.final_norm(self.transformer(x, src_key_padding_mask=mask))
-        return {"parallel_embeds": F.normalize(self.proj(x[:, 0]), dim=-1), "frame_states": x[:, 1:]}
+        *lower, last = self.transformer.layers
+        for layer in lower:
+            x = layer(x, src_key_padding_mask=mask)
+        cls = self.final_norm(encoder_layer_queries(last, x, mask, 1)[:, 0])
+        return {"parallel_embeds": F.normalize(self.proj(cls), dim=-1)}

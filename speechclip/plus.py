@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from speechclip.cascaded import AttentionAndNorm, KeywordBatchNorm
 from speechclip.cif import CIF
-from speechclip.parallel import prepend_tokens
+from speechclip.parallel import encoder_layer_queries, prepend_tokens
 from speechclip.vq import CosineVectorQuantizer
 
 
@@ -63,7 +63,11 @@ class TransformerBlock(nn.Module):
                                                 batch_first=True, norm_first=False)
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor, need_weights: bool = False):
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor, need_weights: bool = False,
+                queries: int | None = None):
+        """(B, n, D) -> (B, n, D), or the first `queries` positions only (B, queries, D); no attention weights."""
+        if queries is not None:
+            return self.norm(encoder_layer_queries(self.layer, x, pad_mask, queries)), None
         return self.norm(self.layer(x, src_key_padding_mask=pad_mask)), None
 
 
@@ -121,13 +125,13 @@ class HybridBranch(nn.Module):
     def forward(self, speech_feats, pad_mask, vocab_embeds, masked_positions=(), cif_target=None,
                 need_weights=False) -> dict:
         x, mask = prepend_tokens(self.cls, speech_feats, pad_mask)
-        x, weights = self.block(x, mask, need_weights=need_weights)
         n = 1 + self.num_keywords
+        x, weights = self.block(x, mask, need_weights=need_weights, queries=n)  # only the n tokens are read
         keywords = self.bn(self.proj(x[:, 1:n]))  # (B, K, D_t)
         out = self.vq(keywords, vocab_embeds, masked_positions)
         out.update(parallel_embeds=F.normalize(self.parallel_proj(x[:, 0]), dim=-1), keywords_continuous=keywords)
         if weights is not None:
-            out["attention"] = weights[:, 1:n, n:]  # keyword -> frame
+            out["attention"] = weights[:, 1:, n:]  # keyword -> frame
         return out
 
 

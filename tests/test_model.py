@@ -227,3 +227,28 @@ def test_branch_pool_averages_frames_before_the_parallel_branch():
         alone = pooled.encode_features(hidden[:, 1:, :5], lens[1:])["speech_embeds"]
     assert torch.allclose(a, b, atol=1e-5)
     assert torch.allclose(a[1], alone[0], atol=1e-5)
+
+
+def test_query_only_blocks_equal_the_full_blocks_where_they_are_read():
+    """The branches compute outputs only at the positions they read; those equal the full layer's outputs."""
+    from speechclip.cascaded import AttentionAndNorm
+    from speechclip.parallel import ParallelBranch, encoder_layer_queries, prepend_tokens
+    from speechclip.plus import TransformerBlock
+    torch.manual_seed(0)
+    x, mask = torch.randn(3, 12, 16), torch.zeros(3, 12, dtype=torch.bool)
+    mask[1, 9:], mask[2, 5:] = True, True
+    block = AttentionAndNorm(16, heads=2).eval()
+    full, w_full = block(x, mask, need_weights=True)
+    part, w_part = block(x, mask, need_weights=True, queries=4)
+    assert torch.allclose(full[:, :4], part, atol=1e-5) and torch.allclose(w_full[:, :4], w_part, atol=1e-6)
+    shared = TransformerBlock(16, heads=2).eval()
+    assert torch.allclose(shared(x, mask)[0][:, :3], shared(x, mask, queries=3)[0], atol=1e-5)
+    layer = torch.nn.TransformerEncoderLayer(16, 2, 64, 0.1, activation="gelu", batch_first=True).eval()
+    assert torch.allclose(layer(x, src_key_padding_mask=mask)[:, :2], encoder_layer_queries(layer, x, mask, 2),
+                          atol=1e-5)
+    branch = ParallelBranch(16, 8, heads=2, layers=3).eval()
+    with torch.no_grad():
+        y, m = prepend_tokens(branch.cls, x, mask)
+        reference = branch.final_norm(branch.transformer(y, src_key_padding_mask=m))[:, 0]
+        expected = torch.nn.functional.normalize(branch.proj(reference), dim=-1)
+        assert torch.allclose(branch(x, mask)["parallel_embeds"], expected, atol=1e-5)

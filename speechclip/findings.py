@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from speechclip import boundaries
-from speechclip.config import FAMILIES, load_config
+from speechclip.config import FAMILIES, config_from_dict, load_config
 from speechclip.features import collate_features
 from speechclip.model import load_model
 from speechclip.pipeline import parse_overrides, prepare, train_and_evaluate
@@ -98,7 +98,13 @@ def finished(run_dir: Path, cfg) -> dict | None:
     """The result of a run completed with this config, or None (not run, interrupted, or other settings)."""
     path = Path(run_dir) / "result.json"
     done = json.loads(path.read_text()) if path.exists() else {}
-    return done if done.get("config") == plain_config(cfg) else None
+    if "config" not in done:
+        return None
+    try:  # a setting added since, stored nowhere, takes its default: the run is what the code does with it
+        stored = plain_config(config_from_dict(done["config"]))
+    except (KeyError, TypeError, ValueError):  # a setting since removed or renamed: other settings
+        return None
+    return done if stored == plain_config(cfg) else None
 
 
 def set_aside(run_dir: Path) -> Path | None:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from speechclip import findings, pipeline
+from speechclip.config import load_config
 from tiny import tiny_clip, tiny_speech_encoder
 
 
@@ -88,3 +89,17 @@ def test_second_call_skips_finished_runs(flickr_root, tmp_path, tiny_backbones, 
     third = capsys.readouterr().out
     assert third.count("training in") == 4 and third.count("moved to") == 4
     assert result.exists() and (result.parent.with_name("seed7123-previous-settings") / "result.json").exists()
+
+
+def test_a_setting_added_since_with_its_default_keeps_a_run_finished(tmp_path):
+    """A result.json written before a config field existed is what the code does with that field's default."""
+    cfg = load_config("smoke", "parallel")
+    stored = findings.plain_config(cfg)
+    del stored["model"]["branch_pool"]  # as written before model.branch_pool existed
+    (tmp_path / "result.json").write_text(json.dumps({"config": stored, "test": {}}))
+    assert findings.finished(tmp_path, cfg) is not None
+    cfg.model.branch_pool = 2
+    assert findings.finished(tmp_path, cfg) is None  # a value other than the default is other settings
+    stored["model"]["no_such_setting"] = 1  # a setting since removed: other settings
+    (tmp_path / "result.json").write_text(json.dumps({"config": stored, "test": {}}))
+    assert findings.finished(tmp_path, load_config("smoke", "parallel")) is None

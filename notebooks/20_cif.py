@@ -81,8 +81,8 @@ print(f"torch {torch.__version__} on {device}; run directory {run_dir}")
 #
 # Cascaded+ keeps everything of the cascaded model after the keywords (projection, BatchNorm to CLIP's subword
 # statistics, cosine VQ, the frozen CLIP text encoder) and changes how keywords are made. The attention block now
-# runs over the frames only (no keyword tokens), and CIF turns its $T$ output frames $\mathbf h_t$ into $N_i$
-# keywords (§5.1):
+# runs over the frames only (no keyword tokens; on the `pocket` preset with eight heads, as notebook 11's block,
+# where Base Cascaded+ has one), and CIF turns its $T$ output frames $\mathbf h_t$ into $N_i$ keywords (§5.1):
 #
 # $$\alpha_t = \sigma\big(w^\top \mathrm{ReLU}(\mathrm{Conv1d}(\mathbf h)_t) + b\big),\qquad
 #   c_t = \sum_{s \le t} \alpha_s,\qquad N_i = \lfloor c_T \rfloor$$

@@ -58,7 +58,7 @@ def keyword_neighbours(model, keyword_embeds: torch.Tensor, n: int = NEIGHBOURS)
     """(N, K, D_t) keywords -> (N, K, n) original CLIP ids of the n nearest non-special subwords by cosine."""
     vocab = torch.nn.functional.normalize(model.clip.vocab_embeds.float().cpu(), dim=-1)
     scores = torch.nn.functional.normalize(keyword_embeds, dim=-1) @ vocab.t()  # (N, K, V)
-    scores[..., model.clip.special_vocab_positions.cpu()] = float("-inf")
+    scores[..., model.keyword_masked_positions.cpu()] = float("-inf")
     positions = scores.topk(n, dim=-1).indices
     return model.clip.vocab_ids.cpu()[positions]
 
@@ -111,7 +111,7 @@ def keyword_metrics(model, emb: dict) -> dict:
     *_prior is a stricter floor than chance: a slot that always names the split's most frequent words.
     CIF keywords (emb["keyword_lens"]) have no fixed slots: only the averages over fired keywords are reported.
     """
-    candidates = len(model.clip.vocab_ids) - len(model.clip.special_vocab_positions)
+    candidates = len(model.clip.vocab_ids) - len(model.keyword_masked_positions)  # the subwords a slot can pick
     lens = emb.get("keyword_lens")
     out = {}
     for prefix, content, n in (("kw", False, NEIGHBOURS), ("kw_content", True, NEIGHBOURS), ("kw_top1", True, 1)):

@@ -82,6 +82,18 @@ class SpeechCLIP(nn.Module):
         return "parallel" if self.cfg.model.family in HAS_PARALLEL else "cascaded"
 
     @property
+    def keyword_masked_positions(self) -> torch.Tensor:
+        """Reduced-vocabulary positions no keyword may pick: the special tokens, and with model.keyword_vocab
+        "content" also the function words (evaluation.FUNCTION_WORDS) and subwords without a letter."""
+        special = self.clip.special_vocab_positions
+        if self.cfg.model.keyword_vocab == "all":
+            return special
+        from speechclip.evaluation import FUNCTION_WORDS
+        words = self.clip.decode_vocab(torch.arange(len(self.clip.vocab_ids)))
+        extra = [i for i, w in enumerate(words) if w in FUNCTION_WORDS or not any(c.isalpha() for c in w)]
+        return torch.unique(torch.cat([special, torch.tensor(extra, dtype=torch.long, device=special.device)]))
+
+    @property
     def has_cif(self) -> bool:
         return self.cfg.model.family in HAS_CIF
 
@@ -108,9 +120,9 @@ class SpeechCLIP(nn.Module):
             out.update(self.parallel(speech_feats, pad_mask))
         if self.cascaded is not None:
             out.update(self.cascaded(speech_feats, pad_mask, self.clip.vocab_embeds,
-                                     self.clip.special_vocab_positions, need_weights))
+                                     self.keyword_masked_positions, need_weights))
         if self.plus is not None:
-            out.update(self.plus(speech_feats, pad_mask, self.clip.vocab_embeds, self.clip.special_vocab_positions,
+            out.update(self.plus(speech_feats, pad_mask, self.clip.vocab_embeds, self.keyword_masked_positions,
                                  cif_target, need_weights))
         if "keyword_embeds" in out:
             out["cascaded_embeds"] = self.clip.encode_keywords(out["keyword_embeds"], out.get("keyword_lens"))

@@ -34,8 +34,10 @@ MATRIX = {
 }
 for _preset, _batch in (("pocket", 64), ("smoke", 16)):  # Base architecture; the pocket HuBERT normalises itself
     MATRIX[_preset] = {f: (False, *row[1:-1], _batch) for f, row in MATRIX["base"].items()}
-# the one offline deviation in this matrix: the pocket cascaded model learns its temperature (config, docs/reference.md)
-MATRIX["pocket"]["cascaded"] = (False, False, True, *MATRIX["pocket"]["cascaded"][3:])
+# the offline deviations in this matrix (config, docs/reference.md): the pocket cascaded model learns its
+# temperature, and both pocket keyword families (cascaded, Cascaded+) attend with eight heads
+MATRIX["pocket"]["cascaded"] = (False, False, True, 8, *MATRIX["pocket"]["cascaded"][4:])
+MATRIX["pocket"]["cascaded_plus"] = (*MATRIX["pocket"]["cascaded_plus"][:3], 8, *MATRIX["pocket"]["cascaded_plus"][4:])
 
 
 @pytest.mark.parametrize("preset, family", [(p, f) for p in sorted(PRESETS) for f in FAMILIES])

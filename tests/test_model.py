@@ -58,6 +58,32 @@ def test_cascaded_keywords_are_real_subwords_never_special(family):
     assert len(words) == 2 and [len(w) for w in words] == counts and all(isinstance(w[0], str) for w in words[0])
 
 
+@pytest.mark.parametrize("family", ["cascaded", "cascaded_plus"])
+def test_content_codebook_never_picks_function_words_or_punctuation(family):
+    from speechclip.evaluation import FUNCTION_WORDS, keyword_metrics, keyword_neighbours
+    model = build_model(tiny_config(family, **{"model.keyword_vocab": "content"}), tiny_speech_encoder(), tiny_clip())
+    model.eval()
+    masked = model.keyword_masked_positions
+    words = model.clip.decode_vocab(masked)
+    assert set(model.clip.special_vocab_positions.tolist()) <= set(masked.tolist())
+    assert {"a", "of"} <= set(words)  # the tiny captions' function words
+    kept = model.clip.decode_vocab([i for i in range(len(model.clip.vocab_ids)) if i not in set(masked.tolist())])
+    assert kept and not set(kept) & FUNCTION_WORDS and all(any(c.isalpha() for c in w) for w in kept)
+    out = model.encode_speech(torch.randn(4, 16000), torch.tensor([16000, 12000, 9000, 16000]))
+    ids = out["keyword_ids"]
+    assert not set(ids[ids >= 0].tolist()) & set(masked.tolist())
+    nearest = keyword_neighbours(model, out["keyword_embeds"].float(), 3)  # original CLIP ids
+    assert not set(nearest.flatten().tolist()) & set(model.clip.vocab_ids[masked].tolist())
+    # chance is counted over the subwords a slot can pick
+    emb = {"keyword_embeds": out["keyword_embeds"].float(), "texts": CAPTIONS[:4]}
+    if "keyword_lens" in out:
+        emb["keyword_lens"] = out["keyword_lens"]
+    content = keyword_metrics(model, emb)["kw_top1_chance"]
+    model.cfg.model.keyword_vocab = "all"
+    assert keyword_metrics(model, emb)["kw_top1_chance"] < content
+    assert len(model.keyword_masked_positions) == len(model.clip.special_vocab_positions)
+
+
 @pytest.mark.parametrize("family", ["cascaded_plus", "hybrid_plus"])
 def test_cif_model_is_padding_invariant_and_scales_only_early_in_training(family):
     model = make(family).eval()

@@ -103,7 +103,7 @@ print(f"torch {torch.__version__} on {device}; run directory {run_dir}")
 # ## 2. Build the experiment
 #
 # `load_config(PRESET, "parallel", ...)` gives the paper's Base recipe with the preset's overrides (the pocket
-# preset: pocket backbones, batch 64, 1,000 steps, lr 1e-3). `pipeline.prepare` loads the frozen backbones
+# preset: pocket backbones, batch 64, 1,000 steps, lr 2e-3). `pipeline.prepare` loads the frozen backbones
 # (training the pocket ones on first use), reads the corpus, sets CLIP's reduced vocabulary from the *training*
 # captions, and runs the frozen speech encoder once per split, caching all hidden states: training then only runs
 # what trains.
@@ -118,7 +118,8 @@ print(f"torch {torch.__version__} on {device}; run directory {run_dir}")
 # And for the parallel branch alone: three transformer layers instead of one, reading every two of those frames
 # averaged (`model.parallel_layers = 3`, `model.branch_pool = 2`, 6.25 Hz). With one layer the branch underfits
 # the pocket features; three layers on the coarser frames learned as much as two at 12.5 Hz in about three quarters
-# of the training time (`benchmarks/README.md`, "Parallel branch depth").
+# of the training time (`benchmarks/README.md`, "Parallel branch depth"). It also learns at twice the rate of the
+# other pocket families (lr 2e-3): 1.2 points of R@1 more on average over three seeds, at no cost in time.
 
 # %%
 overrides = {"data.root": DATA_DIR, "train.seed": SEED, "train.device": DEVICE}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from speechclip.cascaded import CascadedBranch
 from speechclip.cif import caption_targets, frame_targets, quantity_loss
@@ -43,6 +44,24 @@ def utterance_norm(speech_feats: torch.Tensor, pad_mask: torch.Tensor, eps: floa
     mean = (speech_feats * keep).sum(1, keepdim=True) / count
     var = ((speech_feats - mean) ** 2 * keep).sum(1, keepdim=True) / count
     return (speech_feats - mean) / (var + eps).sqrt() * keep
+
+
+def span_mask_1d(batch: int, length: int, prob: float, span: int, device) -> torch.Tensor:
+    """(batch, length) bool: every position starts a span of `span` masked positions with probability `prob`."""
+    starts = (torch.rand(batch, 1, length, device=device) < prob).float()
+    return F.max_pool1d(F.pad(starts, (span - 1, 0)), span, stride=1)[:, 0].bool()
+
+
+def mask_features(speech_feats: torch.Tensor, m) -> torch.Tensor:
+    """SpecAugment on the layer sum (B, T, D): time spans and channel spans set to 0 (model.feature_mask_*)."""
+    b, t, d = speech_feats.shape
+    keep = torch.ones(b, t, d, dtype=torch.bool, device=speech_feats.device)
+    if m.feature_mask_time_prob > 0:
+        keep &= ~span_mask_1d(b, t, m.feature_mask_time_prob, m.feature_mask_time_span, speech_feats.device)[..., None]
+    if m.feature_mask_channel_prob > 0:
+        keep &= ~span_mask_1d(b, d, m.feature_mask_channel_prob, m.feature_mask_channel_span,
+                              speech_feats.device)[:, None, :]
+    return speech_feats * keep
 
 
 class SpeechCLIP(nn.Module):
@@ -115,6 +134,8 @@ class SpeechCLIP(nn.Module):
         pad_mask = pad_mask_from_lens(feat_lens, speech_feats.shape[1])
         if self.cfg.model.feature_norm == "utterance":
             speech_feats = utterance_norm(speech_feats, pad_mask)
+        if self.training and (self.cfg.model.feature_mask_time_prob > 0 or self.cfg.model.feature_mask_channel_prob > 0):
+            speech_feats = mask_features(speech_feats, self.cfg.model)
         out: dict = {}
         if self.parallel is not None:
             out.update(self.parallel(speech_feats, pad_mask))

@@ -57,6 +57,8 @@ def test_every_preset_and_family_matches_the_reference(preset, family):
     pocket_parallel = (preset, family) == ("pocket", "parallel")
     assert cfg["model"]["parallel_layers"] == (3 if pocket_parallel else 1)
     assert cfg["model"]["branch_pool"] == (2 if pocket_parallel else 1)
+    if preset == "pocket":  # and learns at 2e-3, the other pocket families at 1e-3 (config comment)
+        assert cfg["train"]["lr"] == (2e-3 if pocket_parallel else 1e-3)
 
 
 def test_retrieval_branch_must_exist_and_cif_width_be_odd():

@@ -278,3 +278,37 @@ def test_query_only_blocks_equal_the_full_blocks_where_they_are_read():
         reference = branch.final_norm(branch.transformer(y, src_key_padding_mask=m))[:, 0]
         expected = torch.nn.functional.normalize(branch.proj(reference), dim=-1)
         assert torch.allclose(branch(x, mask)["parallel_embeds"], expected, atol=1e-5)
+
+
+def test_feature_masking_only_while_training_in_spans_of_zeros():
+    from types import SimpleNamespace
+
+    from speechclip.model import mask_features, span_mask_1d
+    torch.manual_seed(0)
+    spans = span_mask_1d(4000, 40, 0.05, 3, "cpu")
+    assert abs(spans.float().mean().item() - (1 - 0.95 ** 3)) < 0.01  # a frame is masked if a span covers it
+    starts = spans & ~torch.nn.functional.pad(spans, (1, 0))[:, :-1]
+    lengths = spans.sum().item() / starts.sum().item()
+    assert 3 <= lengths < 3.5  # spans of three, a few merged
+    x = torch.randn(8, 30, 16)
+    cfg = SimpleNamespace(feature_mask_time_prob=0.1, feature_mask_time_span=2, feature_mask_channel_prob=0.0,
+                          feature_mask_channel_span=4)
+    y = mask_features(x, cfg)
+    zero_frames = (y == 0).all(-1)
+    assert zero_frames.any() and torch.equal(y[~zero_frames], x[~zero_frames])
+    cfg.feature_mask_time_prob, cfg.feature_mask_channel_prob = 0.0, 0.1
+    zero_channels = (mask_features(x, cfg) == 0).all(1)
+    assert zero_channels.any() and not (mask_features(x, cfg) == 0).all(-1).any()
+    # in the model: features masked in training mode, untouched in eval mode
+    model = build_model(tiny_config("parallel", **{"model.feature_mask_time_prob": 0.5,
+                                                   "model.feature_mask_channel_prob": 0.2}),
+                        tiny_speech_encoder(), tiny_clip())
+    batch = collate_features([ToyFeatures()[i] for i in range(4)])
+    model.eval()
+    a = model.encode_features(batch["hidden_states"], batch["feat_lens"])["speech_embeds"]
+    b = model.encode_features(batch["hidden_states"], batch["feat_lens"])["speech_embeds"]
+    assert torch.equal(a, b)
+    model.train()
+    model.parallel.eval()  # no dropout: only the masking differs between the two passes
+    c = model.encode_features(batch["hidden_states"], batch["feat_lens"])["speech_embeds"]
+    assert not torch.allclose(a, c)

@@ -73,6 +73,32 @@ def timed(cmd: list[str], log: Path) -> dict:
             "peak_all_gb": round(together / 1e9, 2), "peak_all_pss_gb": round(together_pss / 1e9, 2)}
 
 
+PROBE = """
+import time, torch
+torch.set_num_threads(2)
+torch.manual_seed(0)
+x, w = torch.randn(512, 768), torch.randn(768, 768)
+conv, audio = torch.nn.Conv1d(1, 256, 10, stride=5), torch.randn(8, 1, 16000)
+best = float("inf")
+for _ in range(5):
+    t0 = time.perf_counter()
+    for _ in range(40):
+        y = torch.nn.functional.gelu(x @ w)
+    with torch.no_grad():
+        for _ in range(4):
+            conv(audio)
+    best = min(best, time.perf_counter() - t0)
+print(best)
+"""
+
+
+def machine_probe(py: str) -> float:
+    """Seconds of a fixed two-thread torch workload (matmuls, GELU, a strided convolution), best of five: the
+    machine's speed at the time. Profiles of different days are comparable only through it (the same code has run
+    1.2-1.5x slower on some days)."""
+    return round(float(subprocess.run([py, "-c", PROBE], capture_output=True, text=True, check=True).stdout), 3)
+
+
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -105,6 +131,10 @@ def write_readme(result: dict) -> None:
              "second process):", "", "| step | seconds |", "|---|---|"]
     rows += [f"| {k} | {v} |" for k, v in result["details"].items() if v is not None]
     rows += ["", f"Measured {result['date']} on {result['machine']}; `{result['command']}`."]
+    if result.get("machine_probe_seconds"):
+        probe = result["machine_probe_seconds"]
+        rows += ["", f"Machine speed at the time (`machine_probe`, a fixed two-thread torch workload, lower is "
+                     f"faster): {probe['before']} s before the stages, {probe['after']} s after."]
     readme = ROOT / "benchmarks" / "README.md"
     text = readme.read_text()
     block = f"{START}\n" + "\n".join(rows) + f"\n{END}"
@@ -125,14 +155,16 @@ def main() -> None:
     if args.only:
         logs = ROOT / "artifacts" / "profile"
         logs.mkdir(parents=True, exist_ok=True)
-        stages = {}
+        stages, probe_before = {}, machine_probe(py)
         for stem in args.only:
             nb = ROOT / "notebooks" / f"{stem}.ipynb"
             stages[f"notebook {stem}"] = timed(
                 [py, "-m", "papermill", "--cwd", "notebooks", "-p", "DATA_DIR", f"../data/synthetic_{args.preset}",
                  str(nb.relative_to(ROOT)), f"artifacts/runs/{nb.name}"], logs / f"{stem}.log")
             print(stem, stages[f"notebook {stem}"], flush=True)
-        (logs / "only.json").write_text(json.dumps({"stages": stages, "details": details(args.preset)}, indent=1))
+        (logs / "only.json").write_text(json.dumps({"stages": stages, "details": details(args.preset),
+                                                    "machine_probe_seconds": {"before": probe_before,
+                                                                              "after": machine_probe(py)}}, indent=1))
         return
     if not args.keep:
         for path in (ROOT / "data" / f"synthetic_{args.preset}", ROOT / "artifacts"):
@@ -140,6 +172,7 @@ def main() -> None:
     logs = ROOT / "artifacts" / "profile"
     logs.mkdir(parents=True, exist_ok=True)
     (ROOT / "artifacts" / "runs").mkdir(parents=True, exist_ok=True)
+    probe_before = machine_probe(py)
     stages = {"corpus": timed([py, "data_scripts/make_synthetic_corpus.py", "--preset", args.preset, "--out",
                                f"data/synthetic_{args.preset}"], logs / "corpus.log")}
     for nb in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
@@ -152,6 +185,7 @@ def main() -> None:
     import os
     result = {"stages": stages, "details": details(args.preset), "date": time.strftime("%Y-%m-%d"),
               "machine": f"{os.cpu_count()} cores, {platform.machine()}",
+              "machine_probe_seconds": {"before": probe_before, "after": machine_probe(py)},
               "command": "python benchmarks/tutorial_profile.py" + (" --keep" if args.keep else "")}
     (ROOT / "benchmarks" / "tutorial_profile.json").write_text(json.dumps(result, indent=1) + "\n")
     write_readme(result)

@@ -225,7 +225,7 @@ pd.DataFrame(rows, index=RETRIEVAL).T.round(1)
 # %% [markdown]
 # Sample output (`PRESET="pocket"`, 1,000 steps, seed 7122, held-out test voices): the hybrid's parallel branch
 # reaches speech→image R@1 / 5 / 10 = 1.6 / 11.2 / 19.0 %<!-- 21_hybrid/test.parallel_speech2image_R@1 21_hybrid/test.parallel_speech2image_R@5 21_hybrid/test.parallel_speech2image_R@10 -->
-# against 14.8 / 45.7 / 61.5 %<!-- 21_hybrid/parallel_only_test.speech2image_R@1 21_hybrid/parallel_only_test.speech2image_R@5 21_hybrid/parallel_only_test.speech2image_R@10 -->
+# against 15.7 / 48.5 / 62.1 %<!-- 21_hybrid/parallel_only_test.speech2image_R@1 21_hybrid/parallel_only_test.speech2image_R@5 21_hybrid/parallel_only_test.speech2image_R@10 -->
 # for parallel-only training, and its keyword branch retrieves worse than notebook 11's cascaded model:
 # R@1 2.5 %<!-- 21_hybrid/test.cascaded_speech2image_R@1 --> against 6.3 %<!-- 11_cascaded/test.speech2image_R@1 -->
 # (notebook 11 trains 1,500 steps with an eight-head keyword block on the pocket preset; this hybrid 1,000 steps

@@ -134,7 +134,7 @@ show("retrieval")
 verdicts("retrieval")
 
 # %% [markdown]
-# Sample output (`PRESET="pocket"`, one seed): parallel speech→image R@1 14.8 %<!-- 10_parallel/test.speech2image_R@1 -->
+# Sample output (`PRESET="pocket"`, one seed): parallel speech→image R@1 15.7 %<!-- 10_parallel/test.speech2image_R@1 -->
 # against cascaded 6.3 %<!-- 11_cascaded/test.speech2image_R@1 --> and Cascaded+ 5.3 %<!-- 20_cif/test.speech2image_R@1 -->,
 # chance 0.2 %<!-- 10_parallel/chance.speech2image.R@1 --> and topline 49.7 %<!-- 10_parallel/clip_topline.text2image_R@1 -->.
 # Both SpeechCLIP findings hold in direction: parallel beats cascaded (by about 2.3<!-- unrecorded --> times, the papers' gap is about
@@ -219,7 +219,7 @@ verdicts("hybrid")
 
 # %% [markdown]
 # Sample output (`PRESET="pocket"`, one seed): the hybrid's parallel branch reaches speech→image R@1
-# 1.6 %<!-- 21_hybrid/test.parallel_speech2image_R@1 --> against 14.8 %<!-- 21_hybrid/parallel_only_test.speech2image_R@1 -->
+# 1.6 %<!-- 21_hybrid/test.parallel_speech2image_R@1 --> against 15.7 %<!-- 21_hybrid/parallel_only_test.speech2image_R@1 -->
 # for parallel-only training: not reproduced in this run. Its keyword branch retrieves at
 # 2.5 %<!-- 21_hybrid/test.cascaded_speech2image_R@1 --> against the cascaded model's 6.3 %<!-- 11_cascaded/test.speech2image_R@1 -->
 # (the cascaded model has 500 more steps and eight heads to the hybrid's one): on the pocket preset the two

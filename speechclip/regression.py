@@ -6,10 +6,10 @@
 
 Run presets (`RUN_PRESETS`): `smoke` (model preset smoke on the CPU, on the seed-0 smoke synthetic corpus,
 seconds per notebook, what the tests and CI run), `cpu` (alias `tutorial`: the notebooks' own offline defaults on
-the seed-0 `cpu` corpus, about 27 minutes on 2 cores), `base` and `large` (the paper presets: a GPU, downloaded or
-local weights and a prepared Flickr8k folder given with --data-dir, which notebook 00 reads as it is). Each notebook
-gets the parameters of the one vocabulary (CONTRIBUTING.md) that it declares: CORPUS_PRESET, DATA_DIR,
-ARTIFACTS_DIR, FIGURES_DIR, PRESET (the model preset), SEED, DEVICE. The run
+the seed-0 `cpu` corpus, 30 to 45 minutes on 2 cores, by the machine's speed), `base` and `large` (the paper
+presets: a GPU, downloaded or local weights and a prepared Flickr8k folder given with --data-dir, which notebook 00
+reads as it is). Each notebook gets the parameters of the one vocabulary (CONTRIBUTING.md) that it declares:
+CORPUS_PRESET, DATA_DIR, ARTIFACTS_DIR, FIGURES_DIR, PRESET (the model preset), SEED, DEVICE. The run
 folder keeps the executed notebooks, `artifacts/` (with `metrics/<notebook>.json`), `figures/` and `report.json`
 (parameters, wall times, every comparison row). `--compare-only` compares an earlier run folder again;
 `--reuse-artifacts --notebooks 11,20` reruns those notebooks in an earlier run folder and keeps the others' outputs.
@@ -61,7 +61,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_BASELINE = 0, 1, 2, 3
 # are the notebooks' one vocabulary (CONTRIBUTING.md): PRESET is the model preset of load_config.
 RUN_PRESETS = {
     "smoke": {"corpus": "smoke", "params": {"PRESET": "smoke", "DEVICE": "cpu"}, "needs": "CPU, seconds per notebook"},
-    "cpu": {"corpus": "cpu", "params": {}, "needs": "CPU, about 27 minutes on 2 cores (the notebooks' defaults)"},
+    "cpu": {"corpus": "cpu", "params": {},
+            "needs": "CPU, 30 to 45 minutes on 2 cores, by the machine's speed (the notebooks' defaults)"},
     "base": {"corpus": None, "params": {"PRESET": "base", "DEVICE": "cuda"},
              "needs": "a GPU, HuBERT Base / CLIP ViT-B-32 weights, --data-dir with a prepared Flickr8k"},
     "large": {"corpus": None, "params": {"PRESET": "large", "DEVICE": "cuda"},

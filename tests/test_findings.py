@@ -103,3 +103,40 @@ def test_a_setting_added_since_with_its_default_keeps_a_run_finished(tmp_path):
     stored["model"]["no_such_setting"] = 1  # a setting since removed: other settings
     (tmp_path / "result.json").write_text(json.dumps({"config": stored, "test": {}}))
     assert findings.finished(tmp_path, load_config("smoke", "parallel")) is None
+
+
+def test_image_diversity_control_picks_equal_utterances_over_more_or_fewer_images():
+    """benchmarks/image_diversity.py: the 'images' arm takes whole images, the 'captions' arm two or three captions of
+    twice as many, and the picked set behaves as the training set the trainer reads."""
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "image_diversity.py"
+    spec = importlib.util.spec_from_file_location("image_diversity", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    utts = [SimpleNamespace(image_id=100 + i // 5) for i in range(20)]  # 4 images x 5 captions, grouped
+    assert mod.pick(utts, 2, lambda k: 5) == list(range(10))
+    assert mod.pick(utts, 4, lambda k: 2 + k % 2) == [0, 1, 5, 6, 7, 10, 11, 15, 16, 17]
+    with pytest.raises(ValueError, match="has 4 images"):
+        mod.pick(utts, 5, lambda k: 5)
+
+    class Base:
+        utterances, name, seed, epoch = utts, "features of train", 0, 0
+
+        def lengths(self):
+            return list(range(20))
+
+        def set_epoch(self, e):
+            self.epoch = e
+
+        def __getitem__(self, i):
+            return i
+
+    base = Base()
+    picked = mod.Picked(base, [5, 6, 7])
+    assert len(picked) == 3 and picked.lengths() == [5, 6, 7] and picked[1] == 6
+    assert [u.image_id for u in picked.utterances] == [101] * 3
+    picked.seed, _ = 9, picked.set_epoch(2)
+    assert (base.seed, base.epoch) == (9, 2)

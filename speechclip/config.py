@@ -35,6 +35,10 @@ class SpeechEncoderConfig:
     normalize_hiddenstates: bool = False  # parameter-free LN per layer before the weighted sum: large only (§1.1)
     finetune_top_layers: int = 0  # 0 = fully frozen as in the paper; >0 only for the offline pocket option
     frame_pool: int = 1  # average k frames: 1 = HuBERT's 50 Hz as in the paper; pocket 4 (12.5 Hz, CPU budget)
+    # arithmetic of the frozen forward pass (speech_encoder.frozen_autocast): "auto" = bf16 autocast on a CPU with
+    # native bf16 (AVX512-BF16 or AMX; 3x faster feature caching on the 2-core machine), fp32 on other CPUs and on
+    # CUDA; or "fp32", "bf16", "fp16". Finetuned top layers follow train.precision instead.
+    precision: str = "auto"
 
 
 @dataclass
@@ -351,6 +355,7 @@ CHOICES: dict[str, tuple] = {
     "model.retrieval_branch": ("auto", "parallel", "cascaded"),
     "model.quantity_target": ("frames", "subwords", "content_words"),
     "train.precision": ("auto", "fp32", "fp16", "bf16"),
+    "speech.precision": ("auto", "fp32", "fp16", "bf16"),
 }
 # (lowest allowed, lowest is allowed itself): a zero batch or log interval would divide by zero mid-run.
 LIMITS: dict[str, tuple[float, bool]] = {

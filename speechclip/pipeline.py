@@ -31,6 +31,7 @@ from speechclip.data import SEEN_VOICES, SPLITS, build_dataset
 from speechclip.evaluation import evaluate
 from speechclip.features import FeatureDataset, cached_features, cached_image_embeds, collate_features
 from speechclip.model import SpeechCLIP, build_model, load_backbones, load_model
+from speechclip.speech_encoder import frozen_autocast
 from speechclip.train import dist_info, fit
 
 
@@ -41,6 +42,8 @@ def backbone_key(cfg: Config, kind: str) -> str:
     if section["name"] == "pocket":
         section = {**section, "pocket": d["pocket_hubert" if kind == "speech" else "pocket_clip"],
                    "corpus": str(Path(cfg.data.root).resolve())}
+    if kind == "speech":  # the arithmetic "auto" resolves to here (prepare runs the encoder on the CPU)
+        section = {**section, "precision": str(frozen_autocast(section["precision"], torch.device("cpu")) or "fp32")}
     if kind == "speech" and cfg.data.normalize_waveform:  # the encoder sees other waveforms (SpeechCLIP+ Base)
         section = {**section, "normalize_waveform": True}  # only when on, so existing caches keep their keys
     return f"{kind}-" + hashlib.sha1(json.dumps(section, sort_keys=True).encode()).hexdigest()[:10]

@@ -16,12 +16,12 @@ from speechclip.clip_encoder import load_clip
 from speechclip.config import ClipConfig, PocketClipConfig, SpeechEncoderConfig
 from speechclip.corpora import WeightsError
 from speechclip.pocket_clip import build_pocket_clip, save_pocket_clip
-from speechclip.speech_encoder import WeightedLayerSum, conv_output_lengths, load_speech_encoder
+from speechclip.speech_encoder import WeightedLayerSum, conv_output_lengths, frozen_autocast, load_speech_encoder
 
 CAPTIONS = ["a dog runs on the grass", "a red dog", "two dogs play in the water", "a child on the grass"]
 
 
-def _tiny_hubert(folder, norm="group", stable=False, do_normalize=None):
+def _tiny_hubert(folder, norm="group", stable=False, do_normalize=None, precision="fp32"):
     torch.manual_seed(0)
     cfg = HubertConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
                        conv_dim=[16] * 7, feat_extract_norm=norm, do_stable_layer_norm=stable, conv_bias=stable,
@@ -29,7 +29,7 @@ def _tiny_hubert(folder, norm="group", stable=False, do_normalize=None):
     HubertModel(cfg).save_pretrained(folder)
     if do_normalize is not None:
         (folder / "preprocessor_config.json").write_text(json.dumps({"do_normalize": do_normalize}))
-    return load_speech_encoder(SpeechEncoderConfig(name=str(folder)))
+    return load_speech_encoder(SpeechEncoderConfig(name=str(folder), precision=precision))
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,29 @@ def test_padding_invariance(tmp_path, norm, stable):
     batch[0, :7000], batch[1] = short, long
     both, lens = enc(batch, torch.tensor([7000, 12000]))
     assert torch.allclose(alone[:, 0], both[:, 0, :lens[0]], atol=1e-5)
+
+
+def test_frozen_precision(tmp_path):
+    """speech.precision: "auto" is bf16 only on a CPU with native bf16, never on CUDA; outputs come back in fp32,
+    close to the fp32 pass (bf16 keeps 8 bits of mantissa), and still independent of the batch's padding."""
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert frozen_autocast("auto", torch.device("cpu")) == (torch.bfloat16 if native else None)
+    assert frozen_autocast("auto", torch.device("cuda")) is None and frozen_autocast("fp32", torch.device("cpu")) is None
+    assert frozen_autocast("bf16", torch.device("cpu")) == torch.bfloat16
+    exact = _tiny_hubert(tmp_path / "a", "layer", True)
+    low = _tiny_hubert(tmp_path / "b", "layer", True, precision="bf16")
+    assert exact.precision == "fp32" and low.precision == "bf16"
+    wavs, lens = torch.randn(2, 12000), torch.tensor([7000, 12000])
+    wavs[0, 7000:] = 0
+    a, _ = exact(wavs, lens)
+    b, _ = low(wavs, lens)
+    assert b.dtype == torch.float32 and b.shape == a.shape
+    for layer in range(a.shape[0]):
+        assert float((a[layer] - b[layer]).norm() / a[layer].norm()) < 0.05
+    alone, _ = low(wavs[:1, :7000], lens[:1])
+    assert torch.allclose(alone[:, 0], b[:, 0, :alone.shape[2]], atol=0.1)
+    with pytest.raises(ValueError, match="precision"):
+        type(exact)(exact.model, precision="half")
 
 
 def test_waveform_normalisation_from_preprocessor_config(tmp_path):

@@ -67,7 +67,7 @@ class Row:
     baseline: float | None
     run: float | None
     tol: float | None
-    status: str  # ok, REGRESSION, CHANGED, MISSING, better, new, info
+    status: str  # ok, REGRESSION, CHANGED, MISSING, better, new, info, differs (other arithmetic: not enforced)
 
     @property
     def failed(self) -> bool:
@@ -81,6 +81,8 @@ class Row:
             return f"{self.key}: better than baseline — refresh? {_fmt(self.baseline)} -> {_fmt(self.run)}"
         if self.status == "new":
             return f"{self.key}: new metric {_fmt(self.run)}, not in the baseline"
+        if self.status == "differs":
+            return f"{self.key}: {_fmt(self.baseline)} -> {_fmt(self.run)} (other arithmetic, not compared)"
         what = {"REGRESSION": "regressed", "CHANGED": "changed"}.get(self.status, self.status)
         return (f"{self.key}: {what} ({self.rule}): baseline {_fmt(self.baseline)}, run {_fmt(self.run)}, "
                 f"tolerance {_fmt(self.tol)}")
@@ -101,8 +103,12 @@ def _status(rule: str, baseline, run, tol) -> str:
     return "better" if sign * diff > slack else "ok"
 
 
-def compare(run: dict, baseline: dict, notebooks=None) -> list[Row]:
-    """Rows for every baseline metric and every new run metric; `notebooks` limits both to those notebooks."""
+def compare(run: dict, baseline: dict, notebooks=None, values: bool = True) -> list[Row]:
+    """Rows for every baseline metric and every new run metric; `notebooks` limits both to those notebooks.
+
+    values=False (a run on other arithmetic than the baseline's, `regression.compare_values`): a value outside its
+    tolerance is reported as "differs" and does not fail; a metric the run no longer records still does.
+    """
     entries = baseline.get("metrics", {})
 
     def wanted(key):
@@ -118,7 +124,10 @@ def compare(run: dict, baseline: dict, notebooks=None) -> list[Row]:
         if key not in run:
             rows.append(Row(key, rule, value, None, tol, "info" if rule == "info" else "MISSING"))
         else:
-            rows.append(Row(key, rule, value, run[key], tol, _status(rule, value, run[key], tol)))
+            status = _status(rule, value, run[key], tol)
+            if not values and status in ("REGRESSION", "CHANGED", "better"):
+                status = "differs"
+            rows.append(Row(key, rule, value, run[key], tol, status))
     rows += [Row(k, infer_rule(k, v), None, v, None, "new") for k, v in run.items() if k not in entries and wanted(k)]
     return rows
 

@@ -36,8 +36,8 @@ class SpeechEncoderConfig:
     finetune_top_layers: int = 0  # 0 = fully frozen as in the paper; >0 only for the offline pocket option
     frame_pool: int = 1  # average k frames: 1 = HuBERT's 50 Hz as in the paper; pocket 4 (12.5 Hz, CPU budget)
     # arithmetic of the frozen forward pass (speech_encoder.frozen_autocast): "auto" = bf16 autocast on a CPU with
-    # native bf16 (AVX512-BF16 or AMX; 3x faster feature caching on the 2-core machine), fp32 on other CPUs and on
-    # CUDA; or "fp32", "bf16", "fp16". Finetuned top layers follow train.precision instead.
+    # native bf16 (AVX512-BF16 or AMX; the pocket HuBERT's pass 1.4x faster on the 2-core machine), fp32 on other
+    # CPUs and on CUDA; or "fp32", "bf16", "fp16". Finetuned top layers follow train.precision instead.
     precision: str = "auto"
 
 

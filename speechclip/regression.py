@@ -273,6 +273,34 @@ def machine() -> str:
             f"torch {torch.__version__}")
 
 
+def arithmetic() -> str:
+    """Which arithmetic the numbers come from: torch's version and the CPU's vector unit (and bf16), or the GPU.
+
+    A fixed seed reproduces a run bit for bit only on the same arithmetic. Two hosts both called "AMD EPYC", one
+    with AVX512 and bf16 and one without, rounded the smoke models differently from the first step, and six training
+    steps on eight images turn the last bit into tens of points of recall; a baseline records this string, and a run
+    on other arithmetic compares its structure, not its values (`compare_values`).
+    """
+    import torch
+
+    from speechclip.speech_encoder import cpu_has_native_bf16
+
+    if torch.cuda.is_available():
+        return f"torch {torch.__version__}, {torch.cuda.get_device_name()}"
+    bf16 = " with native bf16" if cpu_has_native_bf16() else ""
+    return f"torch {torch.__version__}, CPU {torch.backends.cpu.get_cpu_capability()}{bf16}"
+
+
+def compare_values(baseline: dict | None) -> tuple[bool, str]:
+    """Whether this machine can reproduce the baseline's values, and a line saying why not."""
+    written, here = ((baseline or {}).get("_about") or {}).get("arithmetic"), arithmetic()
+    if written is None or written == here:
+        return True, ""
+    return False, (f"the baseline was written on other arithmetic ({written}; this machine: {here}), so values are "
+                   "shown, not enforced: only missing metrics fail. Refresh it on this machine to compare values "
+                   "(--update-baselines, with --spread-from runs to keep the tolerances honest).")
+
+
 def git_commit() -> str:
     def git(*args):
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
@@ -385,7 +413,10 @@ def main(argv=None) -> int:
     stems, flat = list(run.records), run.flat()
     path = args.baseline or baseline_path(preset)
     old = baselines.load(path)
-    rows = baselines.compare(flat, old or {}, notebooks=stems)
+    same, why = compare_values(old)
+    rows = baselines.compare(flat, old or {}, notebooks=stems, values=same)
+    if why:
+        print(f"note: {why}", flush=True)
     report = {"preset": preset, "params": params, "notebooks": [nb.stem for nb in sequence], "baseline": str(path),
               "wall_seconds": run.wall, "failure": failure, "rows": [vars(r) for r in rows]}
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -400,7 +431,7 @@ def main(argv=None) -> int:
                    if args.spread_from else None)
         new = baselines.updated(flat, old, spreads, args.spread_factor, notebooks=stems)
         new["_about"].update(preset=preset, updated=datetime.date.today().isoformat(), machine=machine(),
-                             commit=git_commit())
+                             arithmetic=arithmetic(), commit=git_commit())
         if spreads:
             new["_about"]["tolerances"] = (
                 f"compared floats: at least {args.spread_factor} x the range over {1 + len(args.spread_from)} runs "

@@ -45,8 +45,8 @@ def frozen_autocast(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of the frozen forward pass (speech.precision) on this device; None = plain fp32.
 
     "auto" is bf16 on a CPU that has it in hardware and fp32 everywhere else: on the 2-core tutorial machine
-    (AVX512-BF16) the pocket HuBERT's forward pass runs about 3x faster, with hidden states within 1.5% (relative
-    norm) of fp32's, which the float16 feature cache rounds again anyway. On a CPU without it bf16 is emulated and
+    (AVX512-BF16) the pocket HuBERT runs over the dev utterances 1.4x faster, with hidden states within 0.7%
+    (relative norm) of fp32's (`benchmarks/feature_batch.py --precision fp32 auto`). On a CPU without it bf16 is emulated and
     slower than fp32, so "auto" keeps fp32 there (the features, and so the results, then differ in the last digits
     from a bf16 machine's). On CUDA "auto" stays fp32, the paper's frozen features.
     """

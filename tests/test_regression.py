@@ -75,6 +75,20 @@ def test_a_missing_metric_fails_and_a_new_one_is_only_reported():
     assert rows["10_parallel/test.new_R@1"].status == "new" and not rows["10_parallel/test.new_R@1"].failed
 
 
+def test_on_other_arithmetic_values_are_shown_and_only_missing_metrics_fail(monkeypatch):
+    run = {**RUN, "10_parallel/test.speech2image_R@1": 5.0, "10_parallel/steps": 7}
+    del run["10_parallel/test.loss"]
+    rows = {r.key: r for r in compare(run, BASE, values=False)}
+    assert rows["10_parallel/test.speech2image_R@1"].status == "differs" and not rows["10_parallel/steps"].failed
+    assert "other arithmetic" in rows["10_parallel/steps"].message and rows["10_parallel/chance.R@1"].status == "ok"
+    assert [k for k, r in rows.items() if r.failed] == ["10_parallel/test.loss"]
+    monkeypatch.setattr(regression, "arithmetic", lambda: "torch 0, CPU AVX2")
+    assert regression.compare_values(BASE) == (True, "")  # a baseline that does not say: values compared
+    assert regression.compare_values({"_about": {"arithmetic": "torch 0, CPU AVX2"}}) == (True, "")
+    same, why = regression.compare_values({"_about": {"arithmetic": "torch 0, CPU AVX512 with native bf16"}})
+    assert not same and "AVX512 with native bf16" in why and "AVX2" in why
+
+
 def test_wall_times_are_shown_never_compared():
     base = _baseline(**{"10_parallel/wall_seconds.train": (2.0, None, "info")})
     rows = compare({"10_parallel/wall_seconds.train": 200.0}, base)

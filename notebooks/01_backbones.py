@@ -183,8 +183,8 @@ save_figure(fig, f"{FIGURES_DIR}/01_word_probe.png", bbox_inches=None)
 # %% [markdown]
 # Sample output (`PRESET="pocket"`, `data/synthetic_cpu`, probe on the default 600/300 utterances, 68 words; the probe
 # trains on training voices and is scored on the test split's held-out voices): mean-pooled
-# 77.5 / 79.7 / 81.7 / 81.9 / 81.7 %<!-- 01_backbones/word_probe.mean.layer_accuracy.0*100 01_backbones/word_probe.mean.layer_accuracy.1*100 01_backbones/word_probe.mean.layer_accuracy.2*100 01_backbones/word_probe.mean.layer_accuracy.3*100 01_backbones/word_probe.mean.layer_accuracy.4*100 -->
-# from state 0 to state 4, middle frame 70.2 → 73.8 %<!-- 01_backbones/word_probe.frame.layer_accuracy.0*100 01_backbones/word_probe.frame.layer_accuracy.3*100 -->;
+# 77.7 / 79.6 / 81.8 / 82.1 / 81.7 %<!-- 01_backbones/word_probe.mean.layer_accuracy.0*100 01_backbones/word_probe.mean.layer_accuracy.1*100 01_backbones/word_probe.mean.layer_accuracy.2*100 01_backbones/word_probe.mean.layer_accuracy.3*100 01_backbones/word_probe.mean.layer_accuracy.4*100 -->
+# from state 0 to state 4, middle frame 70.0 → 73.9 %<!-- 01_backbones/word_probe.frame.layer_accuracy.0*100 01_backbones/word_probe.frame.layer_accuracy.3*100 -->;
 # random weights 25.6 %<!-- 01_backbones/word_probe_random_init.mean.layer_accuracy.4*100 --> / 24.2 %<!-- 01_backbones/word_probe_random_init.frame.layer_accuracy.2*100 -->;
 # MFCC 82.7 %<!-- 01_backbones/word_probe.mean.mfcc_accuracy*100 --> / 64.3 %<!-- 01_backbones/word_probe.frame.mfcc_accuracy*100 -->; majority
 # 17.0 %<!-- 01_backbones/word_probe.majority_accuracy*100 -->. Pretraining puts word identity into the features (25 → 82 %), and the deeper
@@ -226,8 +226,8 @@ for direction in ("text2image", "image2text"):
 
 # %% [markdown]
 # Sample output (`PRESET="pocket"`, 500 test images): text → image R@1/5/10 =
-# 49.7 / 96.7 / 99.3 %<!-- 01_backbones/clip_topline.text2image_R@1 01_backbones/clip_topline.text2image_R@5 01_backbones/clip_topline.text2image_R@10 -->, image → text
-# 49.4 / 83.4 / 93.2 %<!-- 01_backbones/clip_topline.image2text_R@1 01_backbones/clip_topline.image2text_R@5 01_backbones/clip_topline.image2text_R@10 --> (chance R@1 = 0.2 %<!-- unrecorded -->). The test pool is built from scene *families* that differ in one
+# 50.0 / 96.1 / 99.2 %<!-- 01_backbones/clip_topline.text2image_R@1 01_backbones/clip_topline.text2image_R@5 01_backbones/clip_topline.text2image_R@10 -->, image → text
+# 51.0 / 81.0 / 92.6 %<!-- 01_backbones/clip_topline.image2text_R@1 01_backbones/clip_topline.image2text_R@5 01_backbones/clip_topline.image2text_R@10 --> (chance R@1 = 0.2 %<!-- unrecorded -->). The test pool is built from scene *families* that differ in one
 # attribute, and most R@1 misses are such near-misses (mostly swapped left/right order or a different shape): R@5 is
 # near-perfect, R@1 needs the fine distinctions.
 

@@ -385,11 +385,11 @@ voices.round(2) if voices is not None else None
 
 # %% [markdown]
 # Sample output (`PRESET="pocket"`, 1,000 steps, seed 7122): speech→image R@1 / 5 / 10 =
-# 15.7 / 48.5 / 62.1 %<!-- 10_parallel/test.speech2image_R@1 10_parallel/test.speech2image_R@5 10_parallel/test.speech2image_R@10 --> on the
-# held-out voices and 24.0 / 67.4 / 82.8 %<!-- 10_parallel/test_seen_voices.speech2image_R@1 10_parallel/test_seen_voices.speech2image_R@5 10_parallel/test_seen_voices.speech2image_R@10 -->
+# 17.3 / 47.6 / 63.4 %<!-- 10_parallel/test.speech2image_R@1 10_parallel/test.speech2image_R@5 10_parallel/test.speech2image_R@10 --> on the
+# held-out voices and 25.2 / 70.1 / 84.2 %<!-- 10_parallel/test_seen_voices.speech2image_R@1 10_parallel/test_seen_voices.speech2image_R@5 10_parallel/test_seen_voices.speech2image_R@10 -->
 # on the same captions in training voices (chance 0.2 / 1.0 / 2.0 %<!-- 10_parallel/chance.speech2image.R@1 10_parallel/chance.speech2image.R@5 10_parallel/chance.speech2image.R@10 -->,
-# the pocket CLIP's text→image topline 49.7 / 96.7 / 99.3 %<!-- 10_parallel/clip_topline.text2image_R@1 10_parallel/clip_topline.text2image_R@5 10_parallel/clip_topline.text2image_R@10 -->;
-# best dev R@1 34.9 %<!-- 10_parallel/dev_best.speech2image_R@1 --> on 250 images in training voices). The model has learned,
+# the pocket CLIP's text→image topline 50.0 / 96.1 / 99.2 %<!-- 10_parallel/clip_topline.text2image_R@1 10_parallel/clip_topline.text2image_R@5 10_parallel/clip_topline.text2image_R@10 -->;
+# best dev R@1 33.8 %<!-- 10_parallel/dev_best.speech2image_R@1 --> on 250 images in training voices). The model has learned,
 # far above chance; a new voice keeps about two thirds of its R@1, and it stays well below the topline, at under a third
 # of it. With the papers' one transformer layer the same recipe reached 8.9 %<!-- unrecorded --> (18 % of the topline) and could not fit
 # its own training data (training loss 1.35 against 0.73<!-- unrecorded --> with two); that is why the pocket preset has two

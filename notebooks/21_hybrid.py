@@ -224,10 +224,10 @@ pd.DataFrame(rows, index=RETRIEVAL).T.round(1)
 
 # %% [markdown]
 # Sample output (`PRESET="pocket"`, 1,000 steps, seed 7122, held-out test voices): the hybrid's parallel branch
-# reaches speech→image R@1 / 5 / 10 = 1.6 / 11.2 / 19.0 %<!-- 21_hybrid/test.parallel_speech2image_R@1 21_hybrid/test.parallel_speech2image_R@5 21_hybrid/test.parallel_speech2image_R@10 -->
-# against 15.7 / 48.5 / 62.1 %<!-- 21_hybrid/parallel_only_test.speech2image_R@1 21_hybrid/parallel_only_test.speech2image_R@5 21_hybrid/parallel_only_test.speech2image_R@10 -->
+# reaches speech→image R@1 / 5 / 10 = 2.8 / 11.8 / 20.1 %<!-- 21_hybrid/test.parallel_speech2image_R@1 21_hybrid/test.parallel_speech2image_R@5 21_hybrid/test.parallel_speech2image_R@10 -->
+# against 17.3 / 47.6 / 63.4 %<!-- 21_hybrid/parallel_only_test.speech2image_R@1 21_hybrid/parallel_only_test.speech2image_R@5 21_hybrid/parallel_only_test.speech2image_R@10 -->
 # for parallel-only training, and its keyword branch retrieves worse than notebook 11's cascaded model:
-# R@1 2.5 %<!-- 21_hybrid/test.cascaded_speech2image_R@1 --> against 6.3 %<!-- 11_cascaded/test.speech2image_R@1 -->
+# R@1 3.2 %<!-- 21_hybrid/test.cascaded_speech2image_R@1 --> against 6.7 %<!-- 11_cascaded/test.speech2image_R@1 -->
 # (notebook 11 trains 1,500 steps with an eight-head keyword block on the pocket preset; this hybrid 1,000 steps
 # with the recipe's one-head shared block, as notebook 10's step count).
 # Read the first and third rows: the claim is that the first is higher, and in this run it is far lower. Two
@@ -258,9 +258,9 @@ pd.DataFrame(kw_rows, index=KW).T.round(1)
 
 # %% [markdown]
 # Sample output (`PRESET="pocket"`): a keyword's own subword is a content word of the caption
-# 30.1 %<!-- 21_hybrid/test.kw_top1_avg --> of the time against 47.5 %<!-- 11_cascaded/test.kw_top1_avg --> for
+# 39.1 %<!-- 21_hybrid/test.kw_top1_avg --> of the time against 50.9 %<!-- 11_cascaded/test.kw_top1_avg --> for
 # cascaded alone (chance 12.2 %<!-- 21_hybrid/test.kw_top1_chance -->), and the reference top-5 hit rate is
-# 73.0 %<!-- 21_hybrid/test.kw_avg --> against 81.8 %<!-- 11_cascaded/test.kw_avg --> (chance
+# 79.1 %<!-- 21_hybrid/test.kw_avg --> against 83.1 %<!-- 11_cascaded/test.kw_avg --> (chance
 # 60.7 %<!-- 21_hybrid/test.kw_chance -->). Compare each hit rate with its chance column first: a keyword branch at
 # chance has learnt nothing, whatever its retrieval does. In this run the keyword branch beside a parallel objective
 # names fewer keywords in 1,000 steps with one head than cascaded alone in 1,500 with eight (notebook 11), and

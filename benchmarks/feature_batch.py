@@ -15,6 +15,7 @@ import torch
 
 from speechclip import load_config
 from speechclip.data import build_dataset
+from speechclip.pipeline import parse_overrides
 from speechclip.model import load_backbones
 from speechclip.speech_encoder import frozen_autocast
 
@@ -25,11 +26,13 @@ def main() -> None:
     p.add_argument("--artifacts", default="artifacts")
     p.add_argument("--utterances", type=int, default=256)
     p.add_argument("--batch", type=int, nargs="+", default=[4, 8, 16])
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides, e.g. pocket_hubert.steps=1000 (to pick a cached pocket HuBERT)")
     p.add_argument("--threads", type=int, nargs="+", default=[2])
     p.add_argument("--precision", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16"],
                    help="speech.precision values to time; with more than one, also how far each is from the first")
     args = p.parse_args()
-    cfg = load_config("pocket", "parallel", {"data.root": args.data})
+    cfg = load_config("pocket", "parallel", {"data.root": args.data, **parse_overrides(args.set)})
     speech, _ = load_backbones(cfg, artifacts_dir=args.artifacts)
     ds = build_dataset(cfg.data, "dev", load_images=False)
     wavs = [ds[i]["wav"] for i in range(min(args.utterances, len(ds)))]

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
 
 from speechclip.data import read_split
+from speechclip.pocket import reclaim_threads
 
 __all__ = ["hubert_config", "mfcc_features", "mfcc_many", "span_mask", "MaskedPredictionHead", "train_pocket_hubert"]
 
@@ -149,6 +150,8 @@ def _batch(paths, labels, cfg, gen) -> tuple:
         choices = [1.0] + [p / 100 for p in cfg.speed_perturb]
         factors = [choices[int(k)] for k in torch.randint(0, len(choices), (len(idx),), generator=gen)]
     frames = min(int(cfg.max_seconds * 16000) // FRAME, min(int(len(labels[i]) / f) for i, f in zip(idx, factors)))
+    if frames >= cfg.mask_length + 1 + cfg.crop_multiple:  # a few repeated shapes: oneDNN reuses its kernels
+        frames -= frames % cfg.crop_multiple
     crops, targets = [], []
     for i, factor in zip(idx, factors):
         source = frames if factor == 1.0 else math.ceil(frames * factor)  # original frames the crop covers
@@ -175,13 +178,31 @@ def _crop(path, labels, f0: int, frames: int, source: int, factor: float) -> tup
     return wav, labels[source_frame]
 
 
-def _step_loss(model, head, wavs, targets, cfg, gen) -> tuple:
-    """Masked-prediction cross-entropy over cluster ids (HuBERT: masked frames only, unless unmasked_weight > 0)."""
+def pretraining_autocast(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of pretraining (pocket_hubert.precision) on this device; None = plain fp32.
+
+    "auto" is bf16 on a CPU with bf16 in hardware (a pocket HuBERT step 1.2x faster on one thread of the tutorial
+    machine, 1.4x on two; `benchmarks/README.md`) and fp32 elsewhere, where bf16 is emulated (slower) or not
+    needed (a GPU pretrains the pocket HuBERT in a minute or two).
+    """
+    from speechclip.speech_encoder import cpu_has_native_bf16
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
+    return {"fp32": None, "bf16": torch.bfloat16}[precision]
+
+
+def _step_loss(model, head, wavs, targets, cfg, gen, dtype=None) -> tuple:
+    """Masked-prediction cross-entropy over cluster ids (HuBERT: masked frames only, unless unmasked_weight > 0).
+
+    With `dtype` (bf16) the forward pass runs under autocast; the weights, the optimiser and the loss stay fp32.
+    """
     wavs = F.layer_norm(wavs, wavs.shape[-1:])  # do_normalize: per-utterance zero mean, unit variance
     T = targets.shape[1]
     mask = span_mask(wavs.shape[0], T, cfg.mask_prob, cfg.mask_length, gen).to(wavs.device)
-    hidden = model(wavs, mask_time_indices=mask).last_hidden_state[:, :T]
-    logits = head(hidden[mask])
+    with torch.autocast(wavs.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        hidden = model(wavs, mask_time_indices=mask).last_hidden_state[:, :T]
+        logits = head(hidden[mask])
+    hidden, logits = hidden.float(), logits.float()
     loss = F.cross_entropy(logits, targets[mask])
     acc = (logits.argmax(-1) == targets[mask]).float().mean()
     if cfg.unmasked_weight > 0:  # HuBERT's L = a*L_masked + (1-a)*L_unmasked with a < 1 (its Table/§ on alpha)
@@ -248,7 +269,9 @@ def train_pocket_hubert(corpus_root, cfg, out_dir) -> Path:
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     curve, second, second_info = [], cfg.second_iteration_steps, None
     total = cfg.steps + second
+    dtype = pretraining_autocast(cfg.precision, device)
     for step in (bar := tqdm(range(total), desc="pocket HuBERT", mininterval=5)):
+        reclaim_threads()  # a second thread, once the pocket CLIP training beside this one has ended (notebook 01)
         if step == cfg.steps:  # iteration two: targets from the first model's own features, a fresh head
             teacher = copy.deepcopy(model).eval()
             centres2, second_info = _second_iteration_targets(teacher, paths, cfg, gen, device)
@@ -261,7 +284,7 @@ def train_pocket_hubert(corpus_root, cfg, out_dir) -> Path:
         if step >= cfg.steps:
             feats = _teacher_features(teacher, wavs, cfg.second_iteration_layer)[:, :targets.shape[1]]
             targets = torch.cdist(feats, centres2[None]).argmin(-1)
-        loss, acc = _step_loss(model, head, wavs, targets, cfg, gen)
+        loss, acc = _step_loss(model, head, wavs, targets, cfg, gen, dtype)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(params, 10.0)
@@ -271,7 +294,9 @@ def train_pocket_hubert(corpus_root, cfg, out_dir) -> Path:
     _save(model.cpu(), centers, out_dir, {
         "kmeans": km_info, "second_iteration_kmeans": second_info, "loss_curve": curve, "utterances": len(paths), "label_seconds": round(t_labels, 1),
         "wall_seconds": round(time.time() - t0, 1), "head": "cosine logits vs label embeddings, tau 0.1",
-        "chance_loss": math.log(cfg.num_clusters), "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}})
+        "chance_loss": math.log(cfg.num_clusters),
+        "precision_used": str(dtype or torch.float32).replace("torch.", ""), "threads_at_end": torch.get_num_threads(),
+        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}})
     return Path(out_dir)
 
 

@@ -235,3 +235,67 @@ def test_pocket_hubert_options_are_validated():
     with pytest.raises(ValueError, match="second_iteration_layer"):
         load_config("smoke", "parallel", {"pocket_hubert.second_iteration_steps": 5,
                                           "pocket_hubert.second_iteration_layer": 9})
+    with pytest.raises(ValueError, match="pocket_hubert.precision"):
+        load_config("smoke", "parallel", {"pocket_hubert.precision": "fp16"})
+    with pytest.raises(ValueError, match="crop_multiple"):
+        load_config("smoke", "parallel", {"pocket_hubert.crop_multiple": 0})
+
+
+def test_crops_are_rounded_to_repeating_lengths(corpus):
+    from speechclip import pocket_hubert as ph
+
+    paths = ph._read_corpus(corpus, TINY_HUBERT)
+    labels = [torch.zeros((sf.info(str(p)).frames - 400) // 320 + 1, dtype=torch.long) for p in paths]
+    for multiple in (1, 8):
+        cfg = PocketHubertConfig(**{**TINY_HUBERT.__dict__, "crop_multiple": multiple, "batch_size": 3})
+        gen, lengths = torch.Generator().manual_seed(0), set()
+        for _ in range(20):
+            wavs, targets = ph._batch(paths, labels, cfg, gen)
+            frames = targets.shape[1]
+            assert wavs.shape[1] == (frames - 1) * 320 + 400
+            lengths.add(frames)
+        assert all(f % multiple == 0 for f in lengths)
+        if multiple == 1:
+            assert any(f % 8 for f in lengths)  # the exact cut varies frame by frame
+
+
+def test_bf16_pretraining_runs_and_records_its_arithmetic(corpus, tmp_path, monkeypatch):
+    from speechclip import pocket_hubert as ph
+
+    assert ph.pretraining_autocast("fp32", torch.device("cpu")) is None
+    assert ph.pretraining_autocast("bf16", torch.device("cpu")) is torch.bfloat16
+    monkeypatch.setattr("speechclip.speech_encoder.cpu_has_native_bf16", lambda: False)
+    assert ph.pretraining_autocast("auto", torch.device("cpu")) is None  # emulated bf16 would be slower
+    monkeypatch.setattr("speechclip.speech_encoder.cpu_has_native_bf16", lambda: True)
+    assert ph.pretraining_autocast("auto", torch.device("cpu")) is torch.bfloat16
+    assert ph.pretraining_autocast("auto", torch.device("cuda")) is None
+    cfg = PocketHubertConfig(**{**TINY_HUBERT.__dict__, "precision": "bf16"})
+    info = json.loads((ph.train_pocket_hubert(corpus, cfg, tmp_path / "h") / "training.json").read_text())
+    assert info["precision_used"] == "bfloat16" and all(np.isfinite(loss) for _, loss, _ in info["loss_curve"])
+    assert pocket.pocket_dir("hubert", cfg, corpus) != pocket.pocket_dir("hubert", TINY_HUBERT, corpus)
+
+
+class _Job:
+    def __init__(self):
+        self.running = True
+
+
+def test_threads_come_back_when_the_background_training_ends(monkeypatch):
+    threads = torch.get_num_threads()
+    job = _Job()
+    try:
+        torch.set_num_threads(1)
+        pocket.reclaim_threads_after(job, 2)
+        pocket.reclaim_threads()
+        assert torch.get_num_threads() == 1  # the CLIP still trains: its thread stays its own
+        job.running = False
+        pocket.reclaim_threads()
+        assert torch.get_num_threads() == 2 and not pocket._THREADS_HELD
+        torch.set_num_threads(1)
+        pocket.reclaim_threads()  # registered once: a later call leaves the caller's choice alone
+        assert torch.get_num_threads() == 1
+        pocket.reclaim_threads_after(job, 2)  # a job that has ended already is not registered
+        assert not pocket._THREADS_HELD
+    finally:
+        pocket._THREADS_HELD.clear()
+        torch.set_num_threads(threads)

@@ -23,7 +23,7 @@
 # Paper: SpeechCLIP §3.1 (data). Reference: [docs/reference.md](../docs/reference.md) §1.2 (audio preprocessing), §1.4 (images), §6 (data).
 #
 # **Wall time on the 2-core CPU:** 14 s once the corpus exists; making the `cpu` corpus first (`make tutorial` does)
-# takes 2.6 minutes (`benchmarks/tutorial_profile.py`).
+# takes 2.7 minutes (`benchmarks/tutorial_profile.py`).
 
 # %% tags=["parameters"]
 DATA_DIR = "../data/synthetic_cpu"  # any corpus in the Flickr8k layout: real, your own, or synthetic

@@ -25,8 +25,9 @@
 # Paper: SpeechCLIP §2 (Shih et al., 2022); reference [docs/reference.md](../docs/reference.md) §1, §4.4–4.5.
 # Offline, the *pocket* backbones are trained here, with the original recipes, on the synthetic corpus (a few minutes, once).
 #
-# **Wall time on the 2-core CPU:** 9.3 minutes the first time (the pocket HuBERT 7.7, with the pocket CLIP's 6.8 in a
-# second process at the same time, then the word probes 1.3), under a minute once both are cached (`benchmarks/tutorial_profile.py`).
+# **Wall time on the 2-core CPU:** 10.4 minutes the first time (the pocket HuBERT's 2,000 steps 9.1, with the pocket
+# CLIP's 6.6 in a second process at the same time, then the word probes 1.2), under a minute once both are cached
+# (`benchmarks/tutorial_profile.py`).
 
 # %% tags=["parameters"]
 PRESET = "pocket"
@@ -188,8 +189,8 @@ save_figure(fig, f"{FIGURES_DIR}/01_word_probe.png", bbox_inches=None)
 # %% [markdown]
 # Sample output (`PRESET="pocket"`, `data/synthetic_cpu`, probe on the default 600/300 utterances, 68 words; the probe
 # trains on training voices and is scored on the test split's held-out voices): mean-pooled
-# 77.7 / 79.6 / 81.8 / 82.1 / 81.7 %<!-- 01_backbones/word_probe.mean.layer_accuracy.0*100 01_backbones/word_probe.mean.layer_accuracy.1*100 01_backbones/word_probe.mean.layer_accuracy.2*100 01_backbones/word_probe.mean.layer_accuracy.3*100 01_backbones/word_probe.mean.layer_accuracy.4*100 -->
-# from state 0 to state 4, middle frame 70.0 → 73.9 %<!-- 01_backbones/word_probe.frame.layer_accuracy.0*100 01_backbones/word_probe.frame.layer_accuracy.3*100 -->;
+# 86.0 / 87.8 / 87.7 / 88.1 / 88.3 %<!-- 01_backbones/word_probe.mean.layer_accuracy.0*100 01_backbones/word_probe.mean.layer_accuracy.1*100 01_backbones/word_probe.mean.layer_accuracy.2*100 01_backbones/word_probe.mean.layer_accuracy.3*100 01_backbones/word_probe.mean.layer_accuracy.4*100 -->
+# from state 0 to state 4, middle frame 80.0 → 80.2 %<!-- 01_backbones/word_probe.frame.layer_accuracy.0*100 01_backbones/word_probe.frame.layer_accuracy.3*100 -->;
 # random weights 25.6 %<!-- 01_backbones/word_probe_random_init.mean.layer_accuracy.4*100 --> / 24.2 %<!-- 01_backbones/word_probe_random_init.frame.layer_accuracy.2*100 -->;
 # MFCC 82.7 %<!-- 01_backbones/word_probe.mean.mfcc_accuracy*100 --> / 64.3 %<!-- 01_backbones/word_probe.frame.mfcc_accuracy*100 -->; majority
 # 17.0 %<!-- 01_backbones/word_probe.majority_accuracy*100 -->. Pretraining puts word identity into the features (25 → 82 %), and the deeper

@@ -24,6 +24,7 @@ except ImportError:  # Windows: no advisory locks; two processes training one ba
 
 from speechclip.corpora import SPLITS
 from speechclip.memory import release_freed_memory
+from speechclip.cpu import reclaim_threads, reclaim_threads_after  # noqa: F401  (notebook 01 calls them here)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPE_VERSION = {"hubert": 1, "clip": 1}  # bump when a training recipe changes, so stale caches are not reused
@@ -182,31 +183,6 @@ def train_in_background(kind: str, cfg, corpus_root=None, artifacts_dir=None, th
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
     return BackgroundTraining(kind, out, proc, log)
-
-
-_THREADS_HELD: list = []  # (background training, torch threads to take back when it ends)
-
-
-def reclaim_threads_after(job: BackgroundTraining, threads: int) -> None:
-    """Let this process go back to `threads` torch threads as soon as `job` ends (checked by `reclaim_threads`).
-
-    Notebook 01 trains the pocket HuBERT in the kernel with one thread while the pocket CLIP trains in a second
-    process with the other; the CLIP ends first, and from then on the HuBERT's steps run on both threads
-    (1.6x faster in fp32 on the 2-core machine) instead of leaving a core idle.
-    """
-    if job.running:
-        _THREADS_HELD.append((job, threads))
-
-
-def reclaim_threads() -> None:
-    """Take back the threads of every registered background training that has ended (cheap: one poll each)."""
-    import torch
-    for held in list(_THREADS_HELD):
-        job, threads = held
-        if not job.running:
-            _THREADS_HELD.remove(held)
-            if threads > torch.get_num_threads():
-                torch.set_num_threads(threads)
 
 
 def main(argv=None) -> None:

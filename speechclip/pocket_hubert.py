@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
 
 from speechclip.data import read_split
-from speechclip.pocket import reclaim_threads
+from speechclip import cpu
+from speechclip.cpu import reclaim_threads
 
 __all__ = ["hubert_config", "mfcc_features", "mfcc_many", "span_mask", "MaskedPredictionHead", "train_pocket_hubert"]
 
@@ -185,9 +186,8 @@ def pretraining_autocast(precision: str, device: torch.device) -> torch.dtype | 
     machine, 1.4x on two; `benchmarks/README.md`) and fp32 elsewhere, where bf16 is emulated (slower) or not
     needed (a GPU pretrains the pocket HuBERT in a minute or two).
     """
-    from speechclip.speech_encoder import cpu_has_native_bf16
     if precision == "auto":
-        return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
+        return torch.bfloat16 if device.type == "cpu" and cpu.cpu_has_native_bf16() else None
     return {"fp32": None, "bf16": torch.bfloat16}[precision]
 
 

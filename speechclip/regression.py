@@ -283,7 +283,7 @@ def arithmetic() -> str:
     """
     import torch
 
-    from speechclip.speech_encoder import cpu_has_native_bf16
+    from speechclip.cpu import cpu_has_native_bf16
 
     if torch.cuda.is_available():
         return f"torch {torch.__version__}, {torch.cuda.get_device_name()}"

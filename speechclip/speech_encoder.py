@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import HubertConfig, HubertModel
 
+from speechclip.cpu import cpu_has_native_bf16
 from speechclip.corpora import WeightsError
 
 __all__ = ["SpeechEncoder", "WeightedLayerSum", "load_speech_encoder", "conv_output_lengths"]
@@ -31,14 +32,6 @@ def conv_output_lengths(wav_lens: torch.Tensor, kernels, strides) -> torch.Tenso
 
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU does bf16 arithmetic in hardware (AVX512-BF16 or AMX on x86), as oneDNN reports it."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a build without oneDNN, or one that lacks the query
-        return False
 
 
 def frozen_autocast(precision: str, device: torch.device) -> torch.dtype | None:

@@ -264,9 +264,9 @@ def test_bf16_pretraining_runs_and_records_its_arithmetic(corpus, tmp_path, monk
 
     assert ph.pretraining_autocast("fp32", torch.device("cpu")) is None
     assert ph.pretraining_autocast("bf16", torch.device("cpu")) is torch.bfloat16
-    monkeypatch.setattr("speechclip.speech_encoder.cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("speechclip.cpu.cpu_has_native_bf16", lambda: False)
     assert ph.pretraining_autocast("auto", torch.device("cpu")) is None  # emulated bf16 would be slower
-    monkeypatch.setattr("speechclip.speech_encoder.cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("speechclip.cpu.cpu_has_native_bf16", lambda: True)
     assert ph.pretraining_autocast("auto", torch.device("cpu")) is torch.bfloat16
     assert ph.pretraining_autocast("auto", torch.device("cuda")) is None
     cfg = PocketHubertConfig(**{**TINY_HUBERT.__dict__, "precision": "bf16"})
@@ -281,6 +281,8 @@ class _Job:
 
 
 def test_threads_come_back_when_the_background_training_ends(monkeypatch):
+    from speechclip import cpu as threads_mod
+
     threads = torch.get_num_threads()
     job = _Job()
     try:
@@ -290,12 +292,12 @@ def test_threads_come_back_when_the_background_training_ends(monkeypatch):
         assert torch.get_num_threads() == 1  # the CLIP still trains: its thread stays its own
         job.running = False
         pocket.reclaim_threads()
-        assert torch.get_num_threads() == 2 and not pocket._THREADS_HELD
+        assert torch.get_num_threads() == 2 and not threads_mod._THREADS_HELD
         torch.set_num_threads(1)
         pocket.reclaim_threads()  # registered once: a later call leaves the caller's choice alone
         assert torch.get_num_threads() == 1
         pocket.reclaim_threads_after(job, 2)  # a job that has ended already is not registered
-        assert not pocket._THREADS_HELD
+        assert not threads_mod._THREADS_HELD
     finally:
-        pocket._THREADS_HELD.clear()
+        threads_mod._THREADS_HELD.clear()
         torch.set_num_threads(threads)

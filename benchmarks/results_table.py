@@ -7,6 +7,7 @@ renders the block again from `tests/baselines/cpu.json` and checks that the READ
     python benchmarks/results_table.py --metrics artifacts/metrics      # after `make tutorial`
     python benchmarks/results_table.py --baseline tests/baselines/cpu.json
     python benchmarks/results_table.py --findings benchmarks/findings_pocket.json   # the SpeechCLIP+ claims block
+    python benchmarks/results_table.py --findings-runs benchmarks/findings_runs.json   # the same, from tutorial runs
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 FINDINGS_START, FINDINGS_END = "<!-- findings:start -->", "<!-- findings:end -->"
+# the same claims from whole tutorial runs at three seeds (benchmarks/findings_from_runs.py)
+RUNS_START, RUNS_END = "<!-- findings-runs:start -->", "<!-- findings-runs:end -->"
 CLAIM_NAMES = {"a": "CIF keywords ≥ fixed K", "b": "Hybrid's parallel branch ≥ parallel only",
                "c": "Hybrid+'s parallel branch ≥ parallel only", "d": "CIF fires nearer word ends than evenly spaced"}
 
@@ -133,12 +136,14 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--metrics", type=Path, help="a folder of <notebook>.json metrics")
+    src.add_argument("--findings-runs", type=Path,
+                     help="a findings JSON of benchmarks/findings_from_runs.py (the claims block from tutorial runs)")
     src.add_argument("--baseline", type=Path, help="a regression baseline JSON")
     src.add_argument("--findings", type=Path, help="a findings.json of speechclip.findings (the claims block)")
     args = p.parse_args(argv)
-    if args.findings:
-        block = render_findings(json.loads(args.findings.read_text()))
-        write(block, start=FINDINGS_START, end=FINDINGS_END)
+    if args.findings or args.findings_runs:
+        block = render_findings(json.loads((args.findings or args.findings_runs).read_text()))
+        write(block, start=FINDINGS_START if args.findings else RUNS_START, end=FINDINGS_END if args.findings else RUNS_END)
         print(block)
         return
     metrics = from_metrics_dir(args.metrics) if args.metrics else from_baseline(args.baseline)

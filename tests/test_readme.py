@@ -43,3 +43,19 @@ def test_readme_findings_match_the_stored_findings_run():
     assert found.group(1) == rt.render_findings(json.loads(FINDINGS.read_text())), (
         "README findings differ from benchmarks/findings_pocket.json: python benchmarks/results_table.py "
         "--findings benchmarks/findings_pocket.json")
+
+
+FINDINGS_RUNS = ROOT / "benchmarks" / "findings_runs.json"
+
+
+@pytest.mark.skipif(not FINDINGS_RUNS.exists(), reason="no stored findings from tutorial runs")
+def test_readme_findings_from_runs_match_the_stored_ones():
+    import json
+
+    rt = _results_table()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(re.escape(rt.RUNS_START) + r"\n(.*?)\n" + re.escape(rt.RUNS_END), text, flags=re.S)
+    assert found, f"README.md has no {rt.RUNS_START} block"
+    assert found.group(1) == rt.render_findings(json.loads(FINDINGS_RUNS.read_text())), (
+        "README findings from runs differ from benchmarks/findings_runs.json: python benchmarks/results_table.py "
+        "--findings-runs benchmarks/findings_runs.json")

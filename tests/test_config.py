@@ -91,6 +91,9 @@ def test_retrieval_branch_must_exist_and_cif_width_be_odd():
     ({"train.lr": -1e-4}, ValueError, "train.lr=-0.0001 must be > 0"),
     ({"train.lr": {"value": 1e-3}}, KeyError, "'train.lr' is a value, not a section: 'train.lr.value' goes one level"),
     ({"train.lr.value": 1e-3}, KeyError, "one level too deep"),
+    ({"pocket_hubert.speed_perturb": [0.9, 1.1]}, TypeError, "speed_perturb.*list of integers"),
+    ({"pocket_hubert.speed_perturb": [9, 11]}, ValueError, r"speed_perturb=\[9, 11\]: speeds in percent"),
+    ({"pocket_hubert.speed_perturb": [100]}, ValueError, "other than 100"),
 ])
 def test_bad_values_are_refused_with_the_key(override, error, text):
     with pytest.raises(error, match=text):

@@ -140,3 +140,40 @@ def test_image_diversity_control_picks_equal_utterances_over_more_or_fewer_image
     assert [u.image_id for u in picked.utterances] == [101] * 3
     picked.seed, _ = 9, picked.set_epoch(2)
     assert (base.seed, base.epoch) == (9, 2)
+
+
+def test_collect_arms_reads_findings_folders_into_one_table(tmp_path):
+    """benchmarks/collect_arms.py: per-seed rows from result.json files, mean and spread, earlier arms kept, and an
+    unfinished seed named rather than skipped."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "collect_arms.py"
+    spec = importlib.util.spec_from_file_location("collect_arms", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def write(folder, seed, r1):
+        d = tmp_path / folder / "parallel" / f"seed{seed}"
+        d.mkdir(parents=True)
+        test = {"speech2image_R@1": r1, "speech2image_R@10": r1 + 50}
+        (d / "result.json").write_text(json.dumps({
+            "test": test, "test_seen_voices": {"speech2image_R@1": r1 + 8}, "dev_best": {"speech2image_R@1": 40.0},
+            "steps": 1000, "train_seconds": 150.0}))
+
+    write("a", 7122, 24.0)
+    write("a", 7123, 26.0)
+    out = tmp_path / "arms.json"
+    mod.main([str(out), "--arm", f"A={tmp_path / 'a'}", "--what", "test arms", "--command", "cmd a"])
+    write("b", 7122, 20.0)
+    mod.main([str(out), "--arm", f"B={tmp_path / 'b'}", "--command", "cmd b"])
+    table = json.loads(out.read_text())
+    assert table["what"] == "test arms" and table["commands"] == ["cmd a", "cmd b"]
+    assert [r["seed"] for r in table["arms"]["A"]["runs"]] == [7122, 7123]
+    assert table["arms"]["A"]["mean_std"]["R@1"] == [25.0, 1.41]
+    assert table["arms"]["A"]["mean_std"]["seen_R@1"] == [33.0, 1.41]
+    assert table["arms"]["B"]["mean_std"]["R@1"] == [20.0, 0.0]
+    (tmp_path / "b" / "parallel" / "seed7123").mkdir()
+    with pytest.raises(FileNotFoundError, match="seed7123.*has not finished"):
+        mod.main([str(out), "--arm", f"B={tmp_path / 'b'}"])

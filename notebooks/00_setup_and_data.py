@@ -22,8 +22,8 @@
 # training set is cropped to 6.4 s, and how batching utterances of similar length cuts wasted compute.
 # Paper: SpeechCLIP §3.1 (data). Reference: [docs/reference.md](../docs/reference.md) §1.2 (audio preprocessing), §1.4 (images), §6 (data).
 #
-# **Wall time on the 2-core CPU:** 14 s once the corpus exists; making the `cpu` corpus first (`make tutorial` does)
-# takes 2.7 minutes (`benchmarks/tutorial_profile.py`).
+# **Wall time on the 2-core CPU:** 16 s once the corpus exists; making the `cpu` corpus first (`make tutorial` does)
+# takes 2.8 minutes (`benchmarks/tutorial_profile.py`).
 
 # %% tags=["parameters"]
 DATA_DIR = "../data/synthetic_cpu"  # any corpus in the Flickr8k layout: real, your own, or synthetic

@@ -24,7 +24,7 @@
 # package, train the model, and look at the words it picks and where it listens. Paper: SpeechCLIP §2.3 (Shih et
 # al., SLT 2022), the cascaded model; reference [docs/reference.md](../docs/reference.md) §2, §4, §7 and §9.
 #
-# **Wall time on the 2-core CPU:** 2.6 minutes with the defaults (1,500 training steps in 96 s, on the features
+# **Wall time on the 2-core CPU:** 2.9 minutes with the defaults (1,500 training steps in 104 s, on the features
 # notebook 10 cached; `benchmarks/tutorial_profile.py`).
 
 # %% tags=["parameters"]
@@ -476,11 +476,11 @@ print({k: round(result["test"][k], 1) for k in ("kw_top1_avg", "kw_top1_chance",
 # (full captions 50.0 / 96.1 / 99.2 %<!-- 11_cascaded/clip_topline.text2image_R@1 11_cascaded/clip_topline.text2image_R@5 11_cascaded/clip_topline.text2image_R@10 -->),
 # so the pocket CLIP reads a bag of keywords as well as a sentence and the cascaded design is not what limits this
 # model. The trained model: speech→image R@1 / 5 / 10 =
-# 10.0 / 32.7 / 45.4 %<!-- 11_cascaded/test.speech2image_R@1 11_cascaded/test.speech2image_R@5 11_cascaded/test.speech2image_R@10 --> (50<!-- unrecorded --> times
-# chance), image→speech 14.4 / 45.4 / 65.8 %<!-- 11_cascaded/test.image2speech_R@1 11_cascaded/test.image2speech_R@5 11_cascaded/test.image2speech_R@10 -->;
-# a slot's own pick is a content word of the caption 56.7 %<!-- 11_cascaded/test.kw_top1_avg --> of the time against
+# 10.3 / 32.2 / 45.0 %<!-- 11_cascaded/test.speech2image_R@1 11_cascaded/test.speech2image_R@5 11_cascaded/test.speech2image_R@10 --> (51<!-- unrecorded --> times
+# chance), image→speech 12.6 / 46.8 / 62.2 %<!-- 11_cascaded/test.image2speech_R@1 11_cascaded/test.image2speech_R@5 11_cascaded/test.image2speech_R@10 -->;
+# a slot's own pick is a content word of the caption 53.2 %<!-- 11_cascaded/test.kw_top1_avg --> of the time against
 # 12.2 %<!-- 11_cascaded/test.kw_top1_chance --> by chance and 34.0 %<!-- 11_cascaded/test.kw_top1_prior --> for a slot that always says "big",
-# and the reference top-5 hit rate is 84.6 %<!-- 11_cascaded/test.kw_avg --> against 60.7 %<!-- 11_cascaded/test.kw_chance --> by chance. So the
+# and the reference top-5 hit rate is 82.4 %<!-- 11_cascaded/test.kw_avg --> against 60.7 %<!-- 11_cascaded/test.kw_chance --> by chance. So the
 # slots name what was said, well above a constant, and the keyword sequence they make retrieves the image. The
 # cascaded model trails the parallel one (notebook 10) by a factor of about 2.5 at R@1<!-- unrecorded -->, near the papers'
 # factor of about three: snapping each keyword onto one subword throws away what the parallel model keeps in a

@@ -27,7 +27,7 @@
 # times the synthetic corpus knows, beside a baseline that fires at evenly spaced positions. Paper: SpeechCLIP+
 # (arXiv 2402.06959), method section (Cascaded+); reference [docs/reference.md](../docs/reference.md) §5.1–§5.3.
 #
-# **Wall time on the 2-core CPU.** With the default `PRESET="pocket"`, 4.6 minutes (1,500 training steps in 183 s),
+# **Wall time on the 2-core CPU.** With the default `PRESET="pocket"`, 5.1 minutes (1,500 training steps in 206 s),
 # measured by `benchmarks/tutorial_profile.py` after notebooks 00–11 had built the pocket backbones and the feature
 # cache; with `PRESET="smoke"`, under a minute.
 
@@ -302,11 +302,11 @@ pd.DataFrame(comparison, index=KEYS).T.round(1)
 
 # %% [markdown]
 # Sample output (`PRESET="pocket"`, 1,500 steps, seed 7122, held-out test voices): Cascaded+ speech→image R@1 / 5 / 10
-# = 13.5 / 38.8 / 50.0 %<!-- 20_cif/test.speech2image_R@1 20_cif/test.speech2image_R@5 20_cif/test.speech2image_R@10 --> against the
-# fixed-K model's 10.0 / 32.7 / 45.4 %<!-- 11_cascaded/test.speech2image_R@1 11_cascaded/test.speech2image_R@5 11_cascaded/test.speech2image_R@10 -->;
-# a keyword's top-1 subword is a content word of the caption 41.2 %<!-- 20_cif/test.kw_top1_avg --> of the time against
-# 56.7 %<!-- 11_cascaded/test.kw_top1_avg --> (chance 12.2 %<!-- 20_cif/test.kw_top1_chance -->), and the reference top-5 hit
-# rate is 76.3 %<!-- 20_cif/test.kw_avg --> against 84.6 %<!-- 11_cascaded/test.kw_avg -->. In this one run CIF learns
+# = 13.6 / 38.4 / 52.5 %<!-- 20_cif/test.speech2image_R@1 20_cif/test.speech2image_R@5 20_cif/test.speech2image_R@10 --> against the
+# fixed-K model's 10.3 / 32.2 / 45.0 %<!-- 11_cascaded/test.speech2image_R@1 11_cascaded/test.speech2image_R@5 11_cascaded/test.speech2image_R@10 -->;
+# a keyword's top-1 subword is a content word of the caption 43.7 %<!-- 20_cif/test.kw_top1_avg --> of the time against
+# 53.2 %<!-- 11_cascaded/test.kw_top1_avg --> (chance 12.2 %<!-- 20_cif/test.kw_top1_chance -->), and the reference top-5 hit
+# rate is 79.3 %<!-- 20_cif/test.kw_avg --> against 82.4 %<!-- 11_cascaded/test.kw_avg -->. In this one run CIF learns
 # (many times chance at every k) and retrieves better than K fixed slots at the same budget, while its keywords name
 # the caption's content words less often; both keyword blocks have eight heads on the pocket preset (notebook 11).
 # On the earlier pocket HuBERT (1,000 steps of pretraining) this seed trailed on both (R@1 6.2 %<!-- unrecorded --> against
@@ -408,16 +408,17 @@ pd.DataFrame({(name, tol): {k: v for k, v in s.items()} for name, per in scores.
 # 100 % even at a generous tolerance, so precision is the fairer comparison.
 #
 # Sample output (`PRESET="pocket"`, word ends, held-out voices): at 50 ms CIF precision / recall / F1 =
-# 34.2 / 26.0 / 29.6 %<!-- 20_cif/boundaries.CIF.50ms.precision 20_cif/boundaries.CIF.50ms.recall 20_cif/boundaries.CIF.50ms.f1 -->,
-# evenly spaced 32.8 / 25.0 / 28.4 %<!-- 20_cif/boundaries.evenly_spaced.50ms.precision 20_cif/boundaries.evenly_spaced.50ms.recall 20_cif/boundaries.evenly_spaced.50ms.f1 -->;
-# at 20 ms 14.0 / 10.7 / 12.1 %<!-- 20_cif/boundaries.CIF.20ms.precision 20_cif/boundaries.CIF.20ms.recall 20_cif/boundaries.CIF.20ms.f1 -->
-# against 13.6 / 10.4 / 11.8 %<!-- 20_cif/boundaries.evenly_spaced.20ms.precision 20_cif/boundaries.evenly_spaced.20ms.recall 20_cif/boundaries.evenly_spaced.20ms.f1 -->,
+# 37.6 / 29.1 / 32.8 %<!-- 20_cif/boundaries.CIF.50ms.precision 20_cif/boundaries.CIF.50ms.recall 20_cif/boundaries.CIF.50ms.f1 -->,
+# evenly spaced 33.1 / 25.7 / 28.9 %<!-- 20_cif/boundaries.evenly_spaced.50ms.precision 20_cif/boundaries.evenly_spaced.50ms.recall 20_cif/boundaries.evenly_spaced.50ms.f1 -->;
+# at 20 ms 16.2 / 12.6 / 14.2 %<!-- 20_cif/boundaries.CIF.20ms.precision 20_cif/boundaries.CIF.20ms.recall 20_cif/boundaries.CIF.20ms.f1 -->
+# against 13.8 / 10.7 / 12.0 %<!-- 20_cif/boundaries.evenly_spaced.20ms.precision 20_cif/boundaries.evenly_spaced.20ms.recall 20_cif/boundaries.evenly_spaced.20ms.f1 -->,
 # where the frame grid caps any firing at F1 51.1 %<!-- 20_cif/boundaries.frame_oracle.20ms.f1 -->. CIF fired
-# 10.7<!-- 20_cif/counts.cif_tokens --> keywords per utterance for a target of 10.7<!-- 20_cif/counts.cif_target --> and
-# 14.0<!-- 20_cif/counts.words_per_caption --> words per caption; 15.6 %<!-- 20_cif/duplicate_rate.consecutive --> of
-# neighbouring keyword pairs and 36.3 %<!-- 20_cif/duplicate_rate.any --> of all keywords repeat a subword
+# 10.9<!-- 20_cif/counts.cif_tokens --> keywords per utterance for a target of 10.7<!-- 20_cif/counts.cif_target --> and
+# 14.0<!-- 20_cif/counts.words_per_caption --> words per caption; 17.6 %<!-- 20_cif/duplicate_rate.consecutive --> of
+# neighbouring keyword pairs and 40.6 %<!-- 20_cif/duplicate_rate.any --> of all keywords repeat a subword
 # (9.4 and 29.0 %<!-- unrecorded --> with one head: eight heads lift recall and keyword hits, and repeat more). Its weights
-# rise and fall with the words: a fifth more of its firings land near a word end than evenly spaced ones do.
+# rise and fall with the words: at 50 ms its firings land near a word end about 14 % more often than evenly spaced
+# ones do.
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.2))

@@ -224,10 +224,10 @@ pd.DataFrame(rows, index=RETRIEVAL).T.round(1)
 
 # %% [markdown]
 # Sample output (`PRESET="pocket"`, 1,000 steps, seed 7122, held-out test voices): the hybrid's parallel branch
-# reaches speech→image R@1 / 5 / 10 = 6.0 / 22.9 / 36.6 %<!-- 21_hybrid/test.parallel_speech2image_R@1 21_hybrid/test.parallel_speech2image_R@5 21_hybrid/test.parallel_speech2image_R@10 -->
-# against 24.5 / 64.2 / 77.7 %<!-- 21_hybrid/parallel_only_test.speech2image_R@1 21_hybrid/parallel_only_test.speech2image_R@5 21_hybrid/parallel_only_test.speech2image_R@10 -->
+# reaches speech→image R@1 / 5 / 10 = 5.6 / 22.4 / 35.4 %<!-- 21_hybrid/test.parallel_speech2image_R@1 21_hybrid/test.parallel_speech2image_R@5 21_hybrid/test.parallel_speech2image_R@10 -->
+# against 25.9 / 65.4 / 78.0 %<!-- 21_hybrid/parallel_only_test.speech2image_R@1 21_hybrid/parallel_only_test.speech2image_R@5 21_hybrid/parallel_only_test.speech2image_R@10 -->
 # for parallel-only training, and its keyword branch retrieves worse than notebook 11's cascaded model:
-# R@1 7.4 %<!-- 21_hybrid/test.cascaded_speech2image_R@1 --> against 10.0 %<!-- 11_cascaded/test.speech2image_R@1 -->
+# R@1 6.4 %<!-- 21_hybrid/test.cascaded_speech2image_R@1 --> against 10.3 %<!-- 11_cascaded/test.speech2image_R@1 -->
 # (notebook 11 trains 1,500 steps with an eight-head keyword block on the pocket preset; this hybrid 1,000 steps
 # with the recipe's one-head shared block, as notebook 10's step count).
 # Read the first and third rows: the claim is that the first is higher, and in this run it is far lower. Two
@@ -258,9 +258,9 @@ pd.DataFrame(kw_rows, index=KW).T.round(1)
 
 # %% [markdown]
 # Sample output (`PRESET="pocket"`): a keyword's own subword is a content word of the caption
-# 46.2 %<!-- 21_hybrid/test.kw_top1_avg --> of the time against 56.7 %<!-- 11_cascaded/test.kw_top1_avg --> for
+# 43.7 %<!-- 21_hybrid/test.kw_top1_avg --> of the time against 53.2 %<!-- 11_cascaded/test.kw_top1_avg --> for
 # cascaded alone (chance 12.2 %<!-- 21_hybrid/test.kw_top1_chance -->), and the reference top-5 hit rate is
-# 80.5 %<!-- 21_hybrid/test.kw_avg --> against 84.6 %<!-- 11_cascaded/test.kw_avg --> (chance
+# 81.9 %<!-- 21_hybrid/test.kw_avg --> against 82.4 %<!-- 11_cascaded/test.kw_avg --> (chance
 # 60.7 %<!-- 21_hybrid/test.kw_chance -->). Compare each hit rate with its chance column first: a keyword branch at
 # chance has learnt nothing, whatever its retrieval does. In this run the keyword branch beside a parallel objective
 # names fewer keywords in 1,000 steps with one head than cascaded alone in 1,500 with eight (notebook 11), and

@@ -30,7 +30,7 @@
 # papers' Flickr8k or SpokenCOCO numbers. What can be compared is the direction of each finding (which model beats
 # which, whether a score is above chance) and ratios to chance or to the topline.
 #
-# **Wall time on the 2-core CPU:** 18 s after notebooks 00–21 (`benchmarks/tutorial_profile.py`); it trains nothing.
+# **Wall time on the 2-core CPU:** 20 s after notebooks 00–21 (`benchmarks/tutorial_profile.py`); it trains nothing.
 
 # %% tags=["parameters"]
 PRESET = "pocket"
@@ -134,12 +134,12 @@ show("retrieval")
 verdicts("retrieval")
 
 # %% [markdown]
-# Sample output (`PRESET="pocket"`, one seed): parallel speech→image R@1 24.5 %<!-- 10_parallel/test.speech2image_R@1 -->
-# against cascaded 10.0 %<!-- 11_cascaded/test.speech2image_R@1 --> and Cascaded+ 13.5 %<!-- 20_cif/test.speech2image_R@1 -->,
+# Sample output (`PRESET="pocket"`, one seed): parallel speech→image R@1 25.9 %<!-- 10_parallel/test.speech2image_R@1 -->
+# against cascaded 10.3 %<!-- 11_cascaded/test.speech2image_R@1 --> and Cascaded+ 13.6 %<!-- 20_cif/test.speech2image_R@1 -->,
 # chance 0.2 %<!-- 10_parallel/chance.speech2image.R@1 --> and topline 50.0 %<!-- 10_parallel/clip_topline.text2image_R@1 -->.
 # Both SpeechCLIP findings hold in direction: parallel beats cascaded (by about 2.5<!-- unrecorded --> times, the papers' gap is about
 # three), and cascaded, which reaches the image only through its eight keywords, retrieves about 50 times chance. In ratios our parallel
-# model sits near 120 times chance where the paper's Base sits near 270, on a pool half the size.
+# model sits near 130 times chance where the paper's Base sits near 270, on a pool half the size.
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.4))
@@ -165,7 +165,7 @@ show("zero_shot")
 verdicts("zero_shot")
 
 # %% [markdown]
-# Sample output: zero-shot speech→text R@1 5.2 %<!-- 10_parallel/test.speech2text_R@1 --> for the parallel model
+# Sample output: zero-shot speech→text R@1 5.4 %<!-- 10_parallel/test.speech2text_R@1 --> for the parallel model
 # against chance 0.04 %<!-- 10_parallel/chance.speech2text.R@1 -->: the finding holds (the paper's 60.32 %<!-- unrecorded -->
 # against 0.02 %<!-- unrecorded --> is the same direction with a far stronger backbone).
 #
@@ -183,7 +183,7 @@ show("keywords")
 verdicts("keywords")
 
 # %% [markdown]
-# Sample output: a mean hit rate of 84.6 %<!-- 11_cascaded/test.kw_avg --> against 60.7 %<!-- 11_cascaded/test.kw_chance -->
+# Sample output: a mean hit rate of 82.4 %<!-- 11_cascaded/test.kw_avg --> against 60.7 %<!-- 11_cascaded/test.kw_chance -->
 # by chance. Above chance in every slot, as in the paper, but by a smaller factor than the paper's raw numbers
 # suggest, because our vocabulary is small.
 #
@@ -200,8 +200,8 @@ show("cif")
 verdicts("cif")
 
 # %% [markdown]
-# Sample output: CIF's top-5 hit rate 76.3 %<!-- 20_cif/test.kw_avg --> against the fixed-K model's
-# 84.6 %<!-- 11_cascaded/test.kw_avg -->: not reproduced in this one run, at the same training budget, although CIF
+# Sample output: CIF's top-5 hit rate 79.3 %<!-- 20_cif/test.kw_avg --> against the fixed-K model's
+# 82.4 %<!-- 11_cascaded/test.kw_avg -->: not reproduced in this one run, at the same training budget, although CIF
 # retrieves better than fixed K in the same run (notebook 20). Without `findings.json` there is no spread to say
 # which of these differences is noise.
 #
@@ -219,9 +219,9 @@ verdicts("hybrid")
 
 # %% [markdown]
 # Sample output (`PRESET="pocket"`, one seed): the hybrid's parallel branch reaches speech→image R@1
-# 6.0 %<!-- 21_hybrid/test.parallel_speech2image_R@1 --> against 24.5 %<!-- 21_hybrid/parallel_only_test.speech2image_R@1 -->
+# 5.6 %<!-- 21_hybrid/test.parallel_speech2image_R@1 --> against 25.9 %<!-- 21_hybrid/parallel_only_test.speech2image_R@1 -->
 # for parallel-only training: not reproduced in this run. Its keyword branch retrieves at
-# 7.4 %<!-- 21_hybrid/test.cascaded_speech2image_R@1 --> against the cascaded model's 10.0 %<!-- 11_cascaded/test.speech2image_R@1 -->
+# 6.4 %<!-- 21_hybrid/test.cascaded_speech2image_R@1 --> against the cascaded model's 10.3 %<!-- 11_cascaded/test.speech2image_R@1 -->
 # (the cascaded model has 500 more steps and eight heads to the hybrid's one): on the pocket preset the two
 # objectives together help neither branch in this run (notebook 21 discusses why).
 

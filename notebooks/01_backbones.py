@@ -199,8 +199,8 @@ save_figure(fig, f"{FIGURES_DIR}/01_word_probe.png", bbox_inches=None)
 # states carry it best. Mean-pooled, this pocket HuBERT matches MFCCs on voices it never heard; from a word's middle
 # frame alone, what SpeechCLIP's attention reads, it knows the word better than MFCCs do. Two choices got it there
 # (`benchmarks/README.md`): 180 training voices instead of 24 (the word probe on new voices rose from 56 % to 71 %),
-# and a loss on unmasked frames as well as masked ones (71 % to 82 %); twice the pretraining and speed perturbation
-# then lifted what notebook 10's parallel model retrieves from these features.
+# and a loss on unmasked frames as well as masked ones (71 % to 82 %); twice the pretraining then lifted what
+# notebook 10's parallel model retrieves from these features by half.
 
 # %% [markdown]
 # ## 4. CLIP: one space for images and text

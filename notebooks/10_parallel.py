@@ -391,16 +391,16 @@ voices.round(2) if voices is not None else None
 # the pocket CLIP's text→image topline 50.0 / 96.1 / 99.2 %<!-- 10_parallel/clip_topline.text2image_R@1 10_parallel/clip_topline.text2image_R@5 10_parallel/clip_topline.text2image_R@10 -->;
 # best dev R@1 45.5 %<!-- 10_parallel/dev_best.speech2image_R@1 --> on 250 images in training voices). The model has learned,
 # far above chance; a new voice keeps about three quarters of its R@1, and it stays below the topline, at about half
-# of it (just over the floor of one half we hold the offline preset to; 53 % on average over three seeds of the
-# same recipe, `benchmarks/README.md`, "Speed perturbation ... again"). With the papers' one transformer layer the same recipe reached 8.9 %<!-- unrecorded --> (18 % of the topline) and could not fit
+# of it (just over the floor of one half we hold the offline preset to; 50.2 % on average over three seeds on these
+# backbones, `benchmarks/README.md`, "Speed perturbation ... again"). With the papers' one transformer layer the same recipe reached 8.9 %<!-- unrecorded --> (18 % of the topline) and could not fit
 # its own training data (training loss 1.35 against 0.73<!-- unrecorded --> with two); that is why the pocket preset has two
 # (`benchmarks/README.md`, "Parallel branch depth"; three reached 34 %). With frames that name the words instead of
 # audio, a one-layer branch and this recipe reach 64 % of the topline within three epochs (learning controls, same
 # file): the speech features are the ceiling. Pretraining the pocket HuBERT twice as long at twice the learning rate
 # (notebook 01; its word probe went from 82 % to 88 %) lifted this model from 17 to about 25 R@1, more than every
-# change to the branch together (`benchmarks/README.md`, "Pocket HuBERT: longer pretraining"); playing its
-# pretraining crops at 0.8<!-- unrecorded --> to 1.2<!-- unrecorded --> times their speed added about one more (25.2<!-- unrecorded --> to
-# 26.5<!-- unrecorded --> over three seeds).
+# change to the branch together (`benchmarks/README.md`, "Pocket HuBERT: longer pretraining"). Playing its
+# pretraining crops at 0.8<!-- unrecorded --> to 1.2<!-- unrecorded --> times their speed, the usual augmentation, costs nothing;
+# whether it helps is within the spread between pretraining draws.
 
 # %% [markdown]
 # **Zero-shot speech↔text.** The model never saw text, yet its embeddings live in CLIP's space: rank every test

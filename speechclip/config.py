@@ -205,8 +205,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         # 82% at no extra cost (benchmarks/README.md, "Pocket HuBERT recipes"). Twice HuBERT's pocket schedule at
         # twice the learning rate lifts parallel R@1 by a third ("Pocket HuBERT: longer pretraining"), paid for by
         # bf16 autocast where the CPU has it and crops rounded to 16 frames: a step 1.45x faster on one thread.
-        # Each crop is played at 0.8-1.2 times speed (Kaldi-style speed perturbation, pitch and formants with it):
-        # parallel R@1 25.2 +/- 0.9 -> 26.5 +/- 0.9 over three seeds at no time cost ("Speed perturbation ... again")
+        # Each crop is played at 0.8-1.2 times speed (Kaldi-style speed perturbation, pitch and formants with it), at
+        # no time cost; its gain is within the draw-to-draw spread of the pocket HuBERT: 26.5 +/- 0.9 and 25.1 +/- 0.8
+        # over three seeds on two draws with it, 25.2 +/- 0.9 and 24.8 +/- 1.2 on two without ("Speed perturbation")
         "pocket_hubert": {"unmasked_weight": 0.5, "steps": 2000, "lr": 2e-3, "precision": "auto", "crop_multiple": 16,
                           "speed_perturb": (80, 90, 110, 120)},
         "model": {"feature_norm": "utterance"},  # CMVN of the pocket HuBERT features (model.utterance_norm)

@@ -391,7 +391,7 @@ voices.round(2) if voices is not None else None
 # the pocket CLIP's text→image topline 50.0 / 96.1 / 99.2 %<!-- 10_parallel/clip_topline.text2image_R@1 10_parallel/clip_topline.text2image_R@5 10_parallel/clip_topline.text2image_R@10 -->;
 # best dev R@1 45.5 %<!-- 10_parallel/dev_best.speech2image_R@1 --> on 250 images in training voices). The model has learned,
 # far above chance; a new voice keeps about three quarters of its R@1, and it stays below the topline, at about half
-# of it (just over the floor of one half we hold the offline preset to; 50.2 % on average over three seeds on these
+# of it (just over the floor of one half we hold the offline preset to; 50.2 %<!-- unrecorded --> on average over three seeds on these
 # backbones, `benchmarks/README.md`, "Speed perturbation ... again"). With the papers' one transformer layer the same recipe reached 8.9 %<!-- unrecorded --> (18 % of the topline) and could not fit
 # its own training data (training loss 1.35 against 0.73<!-- unrecorded --> with two); that is why the pocket preset has two
 # (`benchmarks/README.md`, "Parallel branch depth"; three reached 34 %). With frames that name the words instead of
